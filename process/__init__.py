@@ -1,0 +1,1 @@
+"""Processing: Spark batch and streaming jobs over the lake, feeding MongoDB."""

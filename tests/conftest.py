@@ -1,0 +1,88 @@
+"""Shared test fixtures: real servers on free 127.0.0.1 ports, started by the tests themselves.
+
+- `stack` (session): the embedded Kafka-compatible broker (tansu) and MongoDB-wire server (nx-27017).
+- `cronlake_env` (per test): environment for one test — its own lake root, state dir and MongoDB database
+  names on the shared servers — applied to os.environ and returned as a dict for subprocesses.
+- `spark` (session): one local[2] SparkSession for in-process job tests (jobs reuse it and leave it running).
+- `run_cli(args, env)`: run a command with the test's environment, capturing output.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    from cronlake_runtime import embedded, settings
+
+    state = tmp_path_factory.mktemp("stack")
+    env = {
+        "CRONLAKE_STATE_DIR": str(state),
+        "CRONLAKE_LAKE_ROOT": (state / "lake").as_uri(),
+        "CRONLAKE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "CRONLAKE_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}",
+        "CRONLAKE_ENV_FILE": os.devnull,
+    }
+    configured = settings.load({**os.environ, **env})
+    embedded.up(configured)
+    try:
+        yield env
+    finally:
+        embedded.down(configured)
+
+
+@pytest.fixture
+def cronlake_env(stack: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        **stack,
+        "CRONLAKE_STATE_DIR": str(tmp_path / "state"),
+        "CRONLAKE_LAKE_ROOT": (tmp_path / "lake").as_uri(),
+        "CRONLAKE_MONGO_DB": f"t_{tag}",
+        "CRONLAKE_MONGO_OPS_DB": f"t_{tag}_ops",
+        "CRONLAKE_VELIB_TOPIC": f"velib.t{tag}",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]").appName("cronlake-tests")
+        .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 300, **kwargs: object) -> subprocess.CompletedProcess:
+    """Run a command (e.g. [sys.executable, '-m', 'cronlake_runtime.run', 'retail_daily']) with a test env."""
+    return subprocess.run(args, env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
