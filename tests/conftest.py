@@ -82,7 +82,9 @@ def spark() -> Iterator[object]:
     session.stop()
 
 
-def run_cli(args: list[str], env: dict[str, str], timeout: float = 300, **kwargs: object) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float = 300, **kwargs: object
+) -> subprocess.CompletedProcess:
     """Run a command (e.g. [sys.executable, '-m', 'cronlake_runtime.run', 'retail_daily']) with a test env."""
     return subprocess.run(args, env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
