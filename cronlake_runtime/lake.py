@@ -47,8 +47,10 @@ def is_hidden(name: str) -> bool:
 
 def clean(path: str) -> str:
     """Normalise a lake-relative path and refuse anything that escapes the root."""
+    if ".." in path.split("/"):
+        raise ValueError(f"not a lake path (.. is not allowed): {path!r}")
     normal = posixpath.normpath("/" + path.strip()).lstrip("/")
-    if normal in ("", ".") or normal.startswith(".."):
+    if normal in ("", "."):
         raise ValueError(f"not a lake path: {path!r}")
     return normal
 

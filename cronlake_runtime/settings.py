@@ -119,7 +119,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     """Build and validate the settings; raise SettingError naming the first bad setting."""
     environ = dict(os.environ if environ is None else environ)
     env_file = Path(environ.get("CRONLAKE_ENV_FILE") or CHECKOUT / ".env")
-    if "CRONLAKE_ENV_FILE" in environ and not env_file.is_file():
+    if "CRONLAKE_ENV_FILE" in environ and not env_file.exists():
         raise SettingError(f"CRONLAKE_ENV_FILE: no such file {env_file}")
     from_file = read_env_file(env_file) if env_file.is_file() else {}
     values = {}
