@@ -165,18 +165,21 @@ def backfill(job: str, first: date, last: date, job_args: list[str], redo: bool)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/backfill", description=__doc__,
+                                     usage="%(prog)s JOB --from DAY --to DAY [--redo] [-- OTHER JOB ARGS]",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("job", help="a job taking --day YYYY-MM-DD, e.g. velib_daily")
     parser.add_argument("--from", dest="first", required=True, type=day, metavar="DAY")
     parser.add_argument("--to", dest="last", required=True, type=day, metavar="DAY", help="inclusive")
     parser.add_argument("--redo", action="store_true", help="forget the progress of this range and start over")
-    parser.add_argument("job_args", nargs=argparse.REMAINDER, help="-- other arguments for every run")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    job_args: list[str] = []
+    if "--" in argv:  # what follows `--` goes to every run of the job
+        argv, job_args = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = build_parser().parse_args(argv)
-    job_args = args.job_args[1:] if args.job_args[:1] == ["--"] else args.job_args
     signal.signal(signal.SIGTERM, raise_interrupted)
     signal.signal(signal.SIGINT, raise_interrupted)
     try:

