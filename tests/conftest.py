@@ -88,3 +88,41 @@ def run_cli(
     """Run a command (e.g. [sys.executable, '-m', 'cronlake_runtime.run', 'retail_daily']) with a test env."""
     return subprocess.run(args, env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def spark_standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Spark standalone master and one worker started from the pyspark wheel; yields the master URL."""
+    import time
+
+    import pyspark
+
+    spark_home = Path(pyspark.__file__).parent
+    logs = tmp_path_factory.mktemp("standalone")
+    env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
+           "SPARK_WORKER_DIR": str(logs / "work"), "PYSPARK_PYTHON": sys.executable}
+    port = free_port()
+    master_url = f"spark://127.0.0.1:{port}"
+    spark_class = str(spark_home / "bin" / "spark-class")
+    daemons = [
+        subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                          "--port", str(port), "--webui-port", str(free_port())],
+                         env=env, stdout=open(logs / "master.log", "w"), stderr=subprocess.STDOUT),
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while "I have been elected leader" not in (logs / "master.log").read_text():
+            assert time.monotonic() < deadline, (logs / "master.log").read_text()
+            time.sleep(0.5)
+        daemons.append(subprocess.Popen(
+            [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "2",
+             "--memory", "2g", "--webui-port", str(free_port()), master_url],
+            env=env, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT))
+        while "Successfully registered with master" not in (logs / "worker.log").read_text():
+            assert time.monotonic() < deadline, (logs / "worker.log").read_text()
+            time.sleep(0.5)
+        yield master_url
+    finally:
+        for daemon in reversed(daemons):
+            daemon.terminate()
+            daemon.wait(timeout=30)
