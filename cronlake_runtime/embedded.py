@@ -83,6 +83,10 @@ def services(settings: Settings) -> list[Service]:
 def running_pid(service: Service, settings: Settings) -> int | None:
     try:
         pid = int(service.pid_file(settings).read_text().strip())
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap our own exited child: a zombie still answers kill(pid, 0)
+        except ChildProcessError:
+            pass
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError):

@@ -1,0 +1,325 @@
+"""The normalised Velib station record: one snapshot of one station, whatever source it came from.
+
+Every Velib source (the live Explore API v2.1, its `exports/json` dump, the open-data CSV history with French
+labels) is turned into the same flat record here, so Kafka messages, landing CSV files and everything
+downstream share one contract (`docs/data-contracts.md`). A source row that cannot be turned into a valid
+record raises `RecordError` with a one-line reason; callers quarantine it with that reason.
+
+The history export identifies stations by their GBFS numeric `station_id`; `StationIndex` maps it to the
+Velib station code (GBFS `station_information.json`) and adds each station's commune/arrondissement and INSEE
+code (from the v2.1 export), which the history does not carry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+FIELDS: tuple[str, ...] = (
+    "station_code", "name", "capacity", "bikes", "mechanical", "ebike", "docks_free",
+    "is_installed", "is_renting", "is_returning", "reported_at", "lat", "lon", "zone", "insee_code",
+)
+INT_FIELDS = ("capacity", "bikes", "mechanical", "ebike", "docks_free")
+BOOL_FIELDS = ("is_installed", "is_renting", "is_returning")
+FLOAT_FIELDS = ("lat", "lon")
+OPTIONAL_FIELDS = ("lat", "lon", "insee_code")
+
+# The open-data history gives naive local times of Paris, whatever time zone the deployment uses.
+SOURCE_TZ = ZoneInfo("Europe/Paris")
+
+TRUE_FLAGS = ("OUI", "1", "TRUE")
+FALSE_FLAGS = ("NON", "0", "FALSE")
+
+# History CSV column (French label) -> normalised field. `Borne de paiement disponible` is the label the
+# open-data portal gives to the API's `is_renting`.
+HISTORY_ID = "Identifiant station"
+HISTORY_TIME = "Actualisation de la donnée"
+HISTORY_COUNTS = {
+    "capacity": "Capacité de la station",
+    "docks_free": "Nombre bornettes libres",
+    "bikes": "Nombre total vélos disponibles",
+    "mechanical": "Vélos mécaniques disponibles",
+    "ebike": "Vélos électriques disponibles",
+}
+HISTORY_FLAGS = {
+    "is_installed": "Station en fonctionnement",
+    "is_renting": "Borne de paiement disponible",
+    "is_returning": "Retour vélib possible",
+}
+API_COUNTS = {
+    "capacity": "capacity",
+    "docks_free": "numdocksavailable",
+    "bikes": "numbikesavailable",
+    "mechanical": "mechanical",
+    "ebike": "ebike",
+}
+API_FLAGS = {"is_installed": "is_installed", "is_renting": "is_renting", "is_returning": "is_returning"}
+
+
+class RecordError(ValueError):
+    """A source row that does not fit the record contract; `reason` says why in one line."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class StationInfo:
+    """What the reference feeds say about one station (all optional but the code)."""
+
+    station_code: str
+    lat: float | None = None
+    lon: float | None = None
+    capacity: int | None = None
+    zone: str | None = None
+    insee_code: str | None = None
+
+
+class StationIndex:
+    """GBFS `station_id` → station code, and station code → reference data (position, zone, INSEE code)."""
+
+    def __init__(self, code_by_id: Mapping[str, str], stations: Mapping[str, StationInfo]):
+        self.code_by_id = dict(code_by_id)
+        self.stations = dict(stations)
+
+    @classmethod
+    def from_feeds(cls, gbfs_feeds: Sequence[Mapping[str, Any]], export_records: Iterable[Mapping[str, Any]] = ()
+                   ) -> StationIndex:
+        """Build from parsed GBFS `station_information` documents and v2.1 export records.
+
+        An earlier GBFS feed wins over a later one for the same station id or code (give the feed closest to
+        the data first); later feeds only fill in stations the earlier ones lack.
+        """
+        code_by_id: dict[str, str] = {}
+        stations: dict[str, StationInfo] = {}
+        for feed in gbfs_feeds:
+            for station in feed["data"]["stations"]:
+                code = str(station["stationCode"]).strip()
+                code_by_id.setdefault(str(station["station_id"]).strip(), code)
+                stations.setdefault(code, StationInfo(code, optional_float(station.get("lat")),
+                                                      optional_float(station.get("lon")),
+                                                      optional_int(station.get("capacity"))))
+        for record in export_records:
+            code = str(record.get("stationcode") or "").strip()
+            if not code:
+                continue
+            geo = record.get("coordonnees_geo") or {}
+            known = stations.get(code)
+            stations[code] = StationInfo(
+                code,
+                known.lat if known and known.lat is not None else optional_float(geo.get("lat")),
+                known.lon if known and known.lon is not None else optional_float(geo.get("lon")),
+                known.capacity if known else optional_int(record.get("capacity")),
+                optional_text(record.get("nom_arrondissement_communes")),
+                optional_text(record.get("code_insee_commune")),
+            )
+        return cls(code_by_id, stations)
+
+    @classmethod
+    def from_files(cls, gbfs_paths: Sequence[Path], export_paths: Sequence[Path] = ()) -> StationIndex:
+        """Build from GBFS `station_information.json` files and v2.1 JSON files (records page or export)."""
+        feeds = [json.loads(Path(path).read_text(encoding="utf-8")) for path in gbfs_paths]
+        records: list[Mapping[str, Any]] = []
+        for path in export_paths:
+            records.extend(api_records(json.loads(Path(path).read_text(encoding="utf-8"))))
+        return cls.from_feeds(feeds, records)
+
+    def resolve(self, identifier: str) -> StationInfo:
+        """The station an `Identifiant station` names: a GBFS station_id (older exports) or a station code."""
+        identifier = identifier.strip()
+        if not identifier:
+            raise RecordError("missing station identifier")
+        code = self.code_by_id.get(identifier, identifier)
+        station = self.stations.get(code)
+        if station is None:
+            raise RecordError(f"unknown station id {identifier!r} (neither a GBFS station_id nor a station code)")
+        return station
+
+
+def api_records(document: Any) -> list[Mapping[str, Any]]:
+    """The station records of a v2.1 answer: a `records` page `{"total_count", "results"}` or an export list."""
+    if isinstance(document, dict) and isinstance(document.get("results"), list):
+        return document["results"]
+    if isinstance(document, list):
+        return document
+    raise RecordError(f"not a v2.1 records page nor an export list (got {type(document).__name__})")
+
+
+def optional_float(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    return float(value)
+
+
+def optional_int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    return int(value)
+
+
+def optional_text(value: Any) -> str | None:
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+def parse_count(value: Any, field: str) -> int:
+    if value is None or value == "":
+        raise RecordError(f"missing {field}")
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise RecordError(f"{field} is not an integer: {value!r}")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise RecordError(f"{field} is not an integer: {value!r}") from None
+    if number < 0:
+        raise RecordError(f"negative {field}: {number}")
+    return number
+
+
+def parse_flag(value: Any, field: str) -> bool:
+    """OUI/NON (API and newer exports) or 1/0 (older exports); JSON booleans too."""
+    if isinstance(value, bool):
+        return value
+    text = "" if value is None else str(value).strip().upper()
+    if text in TRUE_FLAGS:
+        return True
+    if text in FALSE_FLAGS:
+        return False
+    raise RecordError(f"{field} is not a flag (OUI/NON or 1/0): {value!r}")
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_aware_time(value: Any, field: str) -> str:
+    """An ISO-8601 time with an offset (API `duedate`) → `YYYY-MM-DDTHH:MM:SSZ`."""
+    try:
+        moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise RecordError(f"{field} is not an ISO-8601 time: {value!r}") from None
+    if moment.tzinfo is None:
+        raise RecordError(f"{field} has no UTC offset: {value!r}")
+    return iso_utc(moment)
+
+
+def parse_local_time(value: Any, field: str, tz: ZoneInfo = SOURCE_TZ) -> str:
+    """A naive local `YYYY-MM-DD HH:MM:SS` of `tz` (history `Actualisation de la donnée`) → UTC with Z."""
+    text = "" if value is None else str(value).strip()
+    try:
+        moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        raise RecordError(f"{field} is not a local time YYYY-MM-DD HH:MM:SS: {value!r}") from None
+    return iso_utc(moment.replace(tzinfo=tz))
+
+
+def station_code_of(value: Any) -> str:
+    code = "" if value is None else str(value).strip()
+    if not code:
+        raise RecordError("missing station code")
+    return code
+
+
+def normalise_api_record(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """An Explore API v2.1 record (live `records` page or `exports/json`) → a normalised record."""
+    if not isinstance(raw, Mapping):
+        raise RecordError(f"record is not a JSON object: {type(raw).__name__}")
+    geo = raw.get("coordonnees_geo") or {}
+    zone = optional_text(raw.get("nom_arrondissement_communes"))
+    if zone is None:
+        raise RecordError("missing nom_arrondissement_communes (zone)")
+    try:
+        lat, lon = optional_float(geo.get("lat")), optional_float(geo.get("lon"))
+    except (TypeError, ValueError, AttributeError):
+        raise RecordError(f"coordonnees_geo is not {{lon, lat}}: {geo!r}") from None
+    record = {
+        "station_code": station_code_of(raw.get("stationcode")),
+        "name": str(raw.get("name") or "").strip(),
+        **{field: parse_count(raw.get(source), source) for field, source in API_COUNTS.items()},
+        **{field: parse_flag(raw.get(source), source) for field, source in API_FLAGS.items()},
+        "reported_at": parse_aware_time(raw.get("duedate"), "duedate"),
+        "lat": lat,
+        "lon": lon,
+        "zone": zone,
+        "insee_code": optional_text(raw.get("code_insee_commune")),
+    }
+    return {field: record[field] for field in FIELDS}
+
+
+def normalise_history_row(row: Mapping[str, Any], station_index: StationIndex) -> dict[str, Any]:
+    """A row of the open-data CSV history (French labels) → a normalised record.
+
+    `Identifiant station` may be a GBFS station_id or a station code, flags 1/0 or OUI/NON (formats drifted
+    over time); position, zone and INSEE code come from `station_index`.
+    """
+    station = station_index.resolve(str(row.get(HISTORY_ID) or ""))
+    if station.zone is None:
+        raise RecordError(f"station {station.station_code} has no zone in the station index (v2.1 export)")
+    record = {
+        "station_code": station.station_code,
+        "name": str(row.get("Nom station") or "").strip(),
+        **{field: parse_count(row.get(source), source) for field, source in HISTORY_COUNTS.items()},
+        **{field: parse_flag(row.get(source), source) for field, source in HISTORY_FLAGS.items()},
+        "reported_at": parse_local_time(row.get(HISTORY_TIME), HISTORY_TIME),
+        "lat": station.lat,
+        "lon": station.lon,
+        "zone": station.zone,
+        "insee_code": station.insee_code,
+    }
+    return {field: record[field] for field in FIELDS}
+
+
+def csv_header() -> list[str]:
+    return list(FIELDS)
+
+
+def to_csv_row(record: Mapping[str, Any]) -> list[str]:
+    """A record as landing-CSV cells: booleans `true`/`false`, empty string for null."""
+    cells = []
+    for field in FIELDS:
+        value = record[field]
+        if value is None:
+            cells.append("")
+        elif isinstance(value, bool):
+            cells.append("true" if value else "false")
+        else:
+            cells.append(str(value))
+    return cells
+
+
+def from_csv_row(row: Sequence[str] | Mapping[str, str]) -> dict[str, Any]:
+    """Landing-CSV cells (a list in `FIELDS` order, or a dict by column) → a typed record."""
+    if not isinstance(row, Mapping):
+        if len(row) != len(FIELDS):
+            raise RecordError(f"expected {len(FIELDS)} columns, got {len(row)}")
+        row = dict(zip(FIELDS, row, strict=True))
+    record: dict[str, Any] = {}
+    for field in FIELDS:
+        cell = row.get(field)
+        if cell is None:
+            raise RecordError(f"missing column {field}")
+        if field in INT_FIELDS:
+            record[field] = parse_count(cell, field)
+        elif field in BOOL_FIELDS:
+            if cell not in ("true", "false"):
+                raise RecordError(f"{field} is not true/false: {cell!r}")
+            record[field] = cell == "true"
+        elif field in FLOAT_FIELDS:
+            try:
+                record[field] = optional_float(cell)
+            except ValueError:
+                raise RecordError(f"{field} is not a number: {cell!r}") from None
+        elif field in OPTIONAL_FIELDS:
+            record[field] = cell or None
+        else:
+            record[field] = cell
+    if not record["station_code"]:
+        raise RecordError("missing station code")
+    parse_aware_time(record["reported_at"], "reported_at")
+    return record
