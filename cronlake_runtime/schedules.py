@@ -35,10 +35,10 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import yaml
+from crontab import CronSlices, CronTab
 
 from cronlake_runtime.jobs import JOBS
 from cronlake_runtime.settings import CHECKOUT, SettingError, load, mask_secret
-from crontab import CronSlices, CronTab
 
 SCHEDULES_FILE = CHECKOUT / "crontab" / "schedules.yaml"
 TAG = "cronlake:"
@@ -161,9 +161,13 @@ class Target:
 
     def write(self, text: str) -> None:
         if self.cron_file is None:
-            result = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True)
+            empty = not text.strip()
+            command = ["crontab", "-r"] if empty else ["crontab", "-"]
+            result = subprocess.run(command, input=None if empty else text, capture_output=True, text=True)
+            if empty and "no crontab for" in result.stderr:
+                return
             if result.returncode != 0:
-                raise ScheduleError(f"crontab - refused the new crontab: {result.stderr.strip()}")
+                raise ScheduleError(f"{' '.join(command)} failed: {result.stderr.strip()}")
             return
         if not text.strip():
             self.cron_file.unlink(missing_ok=True)
