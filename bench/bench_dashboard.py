@@ -1,0 +1,210 @@
+"""Latency of every dashboard page callback against the 300 ms target, on a MongoDB of realistic size.
+
+Starts its own embedded MongoDB-wire server (nx-27017) on a free 127.0.0.1 port, seeds DAYS x STATIONS of
+daily station statistics (default 30 x 1,500: the real 1,471 stations of the v2.1 export, plus numbered copies)
+and every other collection the dashboard reads, creates the dashboard's indexes, then calls each page's layout
+and callback functions directly (as Dash does for `/_dash-update-component`), including the JSON encoding of
+their output, and prints p50 / p95 per callback.
+
+nx-27017 stores documents in SQLite: its query planner, index use and latencies are NOT those of mongod, so
+read these numbers as "the dashboard's own cost plus a slow-ish store", not as a MongoDB measurement.
+
+    python bench/bench_dashboard.py [--days 30] [--stations 1500] [--repeat 20] [--runs-per-day 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from statistics import median, quantiles
+from typing import Any
+
+import plotly.utils
+
+REPO = Path(__file__).resolve().parent.parent
+EXPORT = REPO.parent / "shared" / "data" / "velib" / "api_v21_export_2024-05-28.json"
+TARGET_MS = 300.0
+JOBS = ("velib_produce", "velib_land", "velib_daily", "velib_train", "lake_census", "velib_stream_watchdog")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stations(count: int) -> list[dict[str, Any]]:
+    """`count` stations: the real ones of the v2.1 export first, then numbered copies placed nearby."""
+    real = [{"station_code": r["stationcode"], "name": r["name"], "zone": r["nom_arrondissement_communes"],
+             "capacity": r["capacity"] or 20, "lat": r["coordonnees_geo"]["lat"], "lon": r["coordonnees_geo"]["lon"]}
+            for r in json.loads(EXPORT.read_text(encoding="utf-8"))]
+    out = real[:count]
+    for i in range(count - len(out)):
+        base = real[i % len(real)]
+        out.append({**base, "station_code": f"{90000 + i}", "name": f"{base['name']} (bench {i})",
+                    "lat": base["lat"] + 0.002, "lon": base["lon"] + 0.002})
+    return out
+
+
+def seed(data: Any, ops: Any, sites: list[dict[str, Any]], days: list[str], runs_per_day: int, rng: random.Random
+         ) -> None:
+    now = datetime.now(UTC)
+    daily, zone_days = [], {}
+    for day in days:
+        for s in sites:
+            cap = s["capacity"]
+            avg = rng.uniform(0, cap)
+            doc = {"station_code": s["station_code"], "day": day, "name": s["name"], "zone": s["zone"], "capacity": cap,
+                   "samples": 96, "avg_bikes": avg, "min_bikes": 0, "max_bikes": cap, "avg_mechanical": avg * 0.6,
+                   "avg_ebike": avg * 0.4, "avg_docks_free": cap - avg, "min_docks_free": 0, "max_docks_free": cap,
+                   "zero_bike_samples": rng.choice((0, 0, 0, rng.randint(1, 40))),
+                   "zero_dock_samples": rng.choice((0, 0, 0, rng.randint(1, 40)))}
+            daily.append(doc)
+            z = zone_days.setdefault((s["zone"], day), {"stations": 0, "bikes": 0.0, "cap": 0})
+            z["stations"] += 1
+            z["bikes"] += avg
+            z["cap"] += cap
+    for start in range(0, len(daily), 5000):
+        data.velib_station_daily.insert_many(daily[start:start + 5000], ordered=False)
+    data.velib_zone_daily.insert_many([
+        {"zone": zone, "day": day, "stations": z["stations"], "samples": 96 * z["stations"],
+         "avg_bikes": z["bikes"] / z["stations"], "avg_mechanical": 0.6 * z["bikes"] / z["stations"],
+         "avg_ebike": 0.4 * z["bikes"] / z["stations"], "avg_docks_free": (z["cap"] - z["bikes"]) / z["stations"],
+         "fill_ratio": z["bikes"] / z["cap"]} for (zone, day), z in zone_days.items()])
+    averages = {"samples": 60, "avg_mechanical": 5.0, "avg_ebike": 3.0, "avg_docks_free": 10.0}
+    data.velib_live_station.insert_many([
+        {"_id": s["station_code"], **s, "updated_at": now,
+         "latest": {"reported_at": now - timedelta(seconds=rng.randint(0, 600)), "bikes": (b := rng.randint(0, 30)),
+                    "mechanical": b // 2, "ebike": b - b // 2, "docks_free": rng.randint(0, 30), "is_installed": True,
+                    "is_renting": True, "is_returning": True},
+         "today": {"day": days[-1], **averages}, "last_hour": {**averages, "since": now - timedelta(hours=1)}}
+        for s in sites])
+    data.velib_live_zone.insert_many([
+        {"_id": zone, "zone": zone, "stations": 10, "today": {"day": days[-1], **averages},
+         "last_hour": averages, "updated_at": now} for zone in {s["zone"] for s in sites}])
+    metrics = {"auc": 0.8, "precision": 0.6, "recall": 0.5, "f1": 0.55}
+    data.velib_model_runs.insert_many([
+        {"_id": f"v{i}", "version": f"v{i}", "trained_at": now - timedelta(days=i), "train_until": days[-2],
+         "test_from": days[-1], "rows_train": 100000, "rows_test": 20000,
+         "metrics": {"model": metrics, "baseline": metrics}, "path": f"models/velib/v{i}"} for i in range(len(days))])
+    data.velib_predictions.insert_many([
+        {"_id": s["station_code"], "station_code": s["station_code"], "name": s["name"], "zone": s["zone"],
+         "at": now, "probability_full": rng.random(), "predicted_full": False, "model_version": "v0"}
+        for s in sites])
+    runs = []
+    for job in JOBS:
+        for i in range(len(days) * runs_per_day):
+            started = now - timedelta(hours=24 * i / runs_per_day)
+            failed = rng.random() < 0.02
+            runs.append({"_id": f"{job}-{i}", "job": job, "args": [], "started_at": started,
+                         "ended_at": started + timedelta(seconds=30), "status": "failed" if failed else "succeeded",
+                         "rows_in": 1000, "rows_out": 1000, "error": "boom" if failed else None, "duration_s": 30.0})
+    for start in range(0, len(runs), 5000):
+        ops.job_runs.insert_many(runs[start:start + 5000], ordered=False)
+    ops.lake_census.insert_many([
+        {"_id": f"{zone}/velib", "zone": zone, "source": "velib", "files": 3, "bytes": 1000, "oldest_modified": now,
+         "updated_at": now} for zone in ("landing", "archive", "quarantine")])
+    ops.kafka_lag.insert_one({"_id": "g|t", "group": "g", "topic": "t", "lag": 5, "partitions": {"0": 5},
+                              "updated_at": now})
+    ops.heartbeats.insert_one({"_id": "velib_stream", "last_batch_at": now, "batch_id": 1, "pid": 1, "host": "h"})
+
+
+def measure(function: Callable[[], Any], repeat: int) -> list[float]:
+    """Milliseconds per call, the output JSON-encoded as Dash does before answering."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        json.dumps(function(), cls=plotly.utils.PlotlyJSONEncoder)
+        times.append(1000 * (time.perf_counter() - started))
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_dashboard", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--stations", type=int, default=1500)
+    parser.add_argument("--repeat", type=int, default=20, help="calls per callback (default 20)")
+    parser.add_argument("--runs-per-day", type=int, default=24, help="job_runs per job and day (default 24)")
+    args = parser.parse_args(argv)
+
+    state = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    (state / "empty.env").write_text("")
+    os.environ.update({
+        "CRONLAKE_ENV_FILE": str(state / "empty.env"), "CRONLAKE_STATE_DIR": str(state),
+        "CRONLAKE_LAKE_ROOT": (state / "lake").as_uri(), "CRONLAKE_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}",
+        "CRONLAKE_MONGO_DB": "bench", "CRONLAKE_MONGO_OPS_DB": "bench_ops",
+    })
+    sys.path.insert(0, str(REPO))
+    from cronlake_runtime import embedded
+    from cronlake_runtime.mongo import data_db, ops_db
+    from cronlake_runtime.settings import load
+
+    settings = load()
+    mongo = next(s for s in embedded.services(settings) if s.name == "mongo")
+    print(embedded.start(mongo, settings))
+    try:
+        rng = random.Random(17)
+        last = date(2024, 5, 28)
+        days = [(last - timedelta(days=n)).isoformat() for n in range(args.days - 1, -1, -1)]
+        sites = stations(args.stations)
+        started = time.perf_counter()
+        seed(data_db(settings), ops_db(settings), sites, days, args.runs_per_day, rng)
+        print(f"seeded {len(days)} days x {len(sites)} stations ({len(days) * len(sites)} station-days, "
+              f"{len(JOBS) * len(days) * args.runs_per_day} job runs) in {time.perf_counter() - started:.1f} s")
+
+        from dashboard import store
+        from dashboard.app import app  # noqa: F401 - registers the pages and their callbacks
+        from dashboard.pages import extremes, health, live, model, station, zones
+
+        store.current().ensure_indexes()
+
+        def forget_options() -> None:
+            store.current()._options = (0.0, [])  # what a visit costs once a minute, when the cache expires
+
+        zone_names = sorted({s["zone"] for s in sites})
+        codes = [s["station_code"] for s in sites]
+        cases: list[tuple[str, Callable[[], Any]]] = [
+            ("live.layout", live.layout),
+            ("live.render (all stations)", lambda: live.render(None)),
+            ("live.render (one zone)", lambda: live.render(rng.choice(zone_names))),
+            ("station.layout (cached)", station.layout),
+            ("station.layout (uncached)", lambda: (forget_options(), station.layout())[1]),
+            ("station.render", lambda: station.render(rng.choice(codes))),
+            ("zones.layout", zones.layout),
+            ("zones.render", lambda: zones.render(rng.choice(days))),
+            ("extremes.layout", extremes.layout),
+            ("extremes.render", lambda: extremes.render(rng.choice(days))),
+            ("  query: live_stations", lambda: store.current().live_stations()),
+            ("  query: station_options", lambda: (forget_options(), store.current().station_options())[1]),
+            ("  query: extremes", lambda: store.current().extremes(rng.choice(days))),
+            ("model.render", model.render),
+            ("health.render", health.render),
+        ]
+        print(f"\n{'callback':<28} {'p50 ms':>8} {'p95 ms':>8} {'target':>7}  verdict   (nx-27017, SQLite-backed)")
+        worst = 0.0
+        for name, function in cases:
+            function()  # warm caches and the connection pool
+            times = measure(function, args.repeat)
+            p50, p95 = median(times), quantiles(times, n=20)[-1]
+            worst = max(worst, p95)
+            verdict = "ok" if p95 <= TARGET_MS else "OVER"
+            print(f"{name:<28} {p50:>8.1f} {p95:>8.1f} {TARGET_MS:>7.0f}  {verdict}")
+        print(f"\nworst p95 {worst:.1f} ms = {worst / TARGET_MS:.2f} x the {TARGET_MS:.0f} ms target; "
+              f"load average during the run {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    finally:
+        print(embedded.stop(mongo, settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

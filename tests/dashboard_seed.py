@@ -1,0 +1,132 @@
+"""Seed MongoDB for the dashboard tests by running the real pipeline on a real Velib slice.
+
+The slice (tests/fixtures/dashboard/): 3 days (2022-05-16..18, Europe/Paris) of history snapshots of 40 stations
+in 6 zones, copied unchanged from /work/shared/data/velib, with those stations' GBFS information and v2.1 API
+records. `seed()` seeds the deployment the CRONLAKE_* environment points at:
+
+- rows are normalised by `ingest.velib_records` and landed as a landing CSV (plus one file with a wrong header);
+- the real batch job `velib_daily` runs in-process (Spark) → velib_station_daily / velib_zone_daily /
+  velib_empty_stations, a job_runs record, the bad file quarantined;
+- one more file is landed (left waiting) and the real `lake_census` job counts the lake;
+- the streaming job's update function (`process.velib_stream.LiveWriter.write_batch`) applies the slice as one
+  micro-batch → velib_live_station / velib_live_zone / heartbeats;
+- the real training job `velib_train` (few small trees) → velib_model_runs / velib_predictions;
+- STAND-INS: kafka_lag (the landing consumer writes it only after consuming a real topic) and a few job_runs of
+  jobs not run here (failed and died runs, so the health page has failures to show).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pymongo import ReplaceOne
+
+from cronlake_runtime import census
+from cronlake_runtime.lake import open_lake
+from cronlake_runtime.mongo import ops_db
+from cronlake_runtime.runner import RunContext
+from cronlake_runtime.settings import Settings, load
+from ingest.velib_records import StationIndex, csv_header, normalise_history_row, to_csv_row
+from process import velib_daily, velib_model
+from process.velib_stream import LiveWriter, valid_records
+
+SLICE = Path(__file__).resolve().parent / "fixtures" / "dashboard"
+
+
+def load_records(folder: Path = SLICE) -> list[dict[str, Any]]:
+    """The slice as normalised Velib records (`reported_at` an ISO string), one per (station, reported_at)
+    as the producer would send them, in time order."""
+    meta = json.loads((folder / "stations.json").read_text(encoding="utf-8"))
+    index = StationIndex.from_feeds([{"data": {"stations": meta["gbfs_station_information"]}}], meta["api_export"])
+    unique: dict[tuple[str, str], dict[str, Any]] = {}
+    with gzip.open(folder / "velib_history_slice.csv.gz", "rt", encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            record = normalise_history_row(row, index)
+            unique.setdefault((record["station_code"], record["reported_at"]), record)
+    return sorted(unique.values(), key=lambda r: (r["reported_at"], r["station_code"]))
+
+
+def csv_text(records: list[dict[str, Any]], header: list[str] | None = None) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header or csv_header())
+    writer.writerows(to_csv_row(record) for record in records)
+    return buffer.getvalue()
+
+
+def upsert(collection: Any, docs: list[dict[str, Any]]) -> None:
+    if docs:
+        collection.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs])
+
+
+def seed_daily(settings: Settings, records: list[dict[str, Any]]) -> None:
+    """Land the slice (and a file with a wrong header), run the real velib_daily job, then land one more file."""
+    lake = open_lake(settings)
+    lake.put_text("landing/velib/velib-slice.csv", csv_text(records))
+    lake.put_text("landing/velib/velib-bad-header.csv", csv_text(records[:5], header=["a", "b"]))
+    if velib_daily.main([]) != 0:
+        raise RuntimeError("velib_daily failed while seeding the dashboard tests")
+    lake.put_text("landing/velib/velib-waiting.csv", csv_text(records[-40:]))
+
+
+def seed_census() -> None:
+    if census.main([]) != 0:
+        raise RuntimeError("lake_census failed while seeding the dashboard tests")
+
+
+def seed_live(settings: Settings, records: list[dict[str, Any]]) -> None:
+    """The streaming job's micro-batch update, applied to the whole slice as one batch."""
+    context = RunContext(job="velib_stream", run_id=f"seed-{uuid.uuid4().hex[:6]}", settings=settings)
+    good, malformed = valid_records(records, datetime.now(UTC))
+    LiveWriter(context).write_batch(good, batch_id=0, malformed=malformed)
+
+
+def seed_model() -> None:
+    """The real training job on the processed slice (few small trees: the page is under test, not the model)."""
+    if velib_model.main(["--trees", "8", "--max-depth", "5"]) != 0:
+        raise RuntimeError("velib_train failed while seeding the dashboard tests")
+
+
+def seed_ops(settings: Settings) -> None:
+    """Stand-ins: runs of jobs not run here (with failures) and the landing consumer's kafka_lag."""
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def run(job: str, minutes_ago: int, status: str, error: str | None = None, **counters: int) -> dict[str, Any]:
+        started = now - timedelta(minutes=minutes_ago)
+        return {"_id": f"{job}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", "job": job, "args": [],
+                "host": "seed-host", "pid": 4242, "started_at": started,
+                "ended_at": None if status == "running" else started + timedelta(seconds=42), "status": status,
+                "rows_in": counters.get("rows_in", 0), "rows_out": counters.get("rows_out", 0),
+                "records_quarantined": 0, "files_archived": counters.get("files_archived", 0),
+                "files_quarantined": 0, "error": error, "duration_s": None if status == "running" else 42.0,
+                "extra": {}}
+
+    runs = [
+        run("velib_daily", 1500, "failed", "JobError: the lake at file:///x does not answer"),
+        run("velib_land", 30, "succeeded", rows_in=1400, rows_out=1400, files_archived=1),
+        run("velib_land", 5, "failed", "CRONLAKE_KAFKA_BOOTSTRAP: no Kafka broker answers at 127.0.0.1:9092"),
+        run("velib_stream", 600, "died", "process ended without recording an end"),
+        run("velib_stream", 300, "running"),
+    ]
+    lag = {"_id": f"cronlake-landing|{settings.velib_topic}", "group": "cronlake-landing",
+           "topic": settings.velib_topic, "lag": 17, "partitions": {"0": 10, "1": 7}, "updated_at": now}
+    upsert(ops_db(settings).job_runs, runs)
+    upsert(ops_db(settings).kafka_lag, [lag])
+
+
+def seed() -> None:
+    """Fill every collection the dashboard reads, in the deployment the CRONLAKE_* environment points at."""
+    settings = load()
+    records = load_records()
+    seed_ops(settings)
+    seed_daily(settings, records)
+    seed_census()
+    seed_live(settings, records)
+    seed_model()

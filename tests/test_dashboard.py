@@ -1,0 +1,377 @@
+"""End-to-end tests of the dashboard in headless Chromium, served by gunicorn on a free 127.0.0.1 port.
+
+MongoDB is seeded from a real Velib slice (tests/dashboard_seed.py); every expected number is recomputed here
+from the database documents with plain Python, then read back from the page the way a user sees it.
+Screenshots of every page go to artifacts/screenshots/ (git-ignored; the README's images are copies of two).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, free_port
+from dashboard_seed import seed
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from cronlake_runtime.mongo import data_db, ops_db
+from cronlake_runtime.settings import load
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+               "--window-size=1400,1000"]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+WAIT_S = 20
+
+# --- fixtures --------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def served(env: dict[str, str], log: Path) -> Iterator[str]:
+    """The dashboard under gunicorn (as in production) with `env`'s settings; yields its base URL."""
+    port = free_port()
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
+             "--no-control-socket", "dashboard.app:server"],
+            cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the dashboard did not start; log:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def seeded(stack: dict[str, str], spark: object, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[dict[str, Any]]:
+    """A lake, data db and ops db of their own (like `cronlake_env`), seeded by the pipeline from the slice,
+    shared by the page tests of this module."""
+    tag = uuid.uuid4().hex[:8]
+    state = tmp_path_factory.mktemp("dashboard")
+    env = {**stack, "CRONLAKE_STATE_DIR": str(state / "state"), "CRONLAKE_LAKE_ROOT": (state / "lake").as_uri(),
+           "CRONLAKE_MONGO_DB": f"dash_{tag}", "CRONLAKE_MONGO_OPS_DB": f"dash_{tag}_ops",
+           "CRONLAKE_VELIB_TOPIC": f"velib.dash{tag}"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        seed()
+        settings = load()
+    with served(env, state / "gunicorn.log") as url:
+        yield {"url": url, "data": data_db(settings), "ops": ops_db(settings), "settings": settings}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    for argument in CHROME_ARGS:
+        options.add_argument(argument)
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+# --- browser helpers -------------------------------------------------------------------------------------------
+
+
+def open_page(driver: webdriver.Chrome, url: str, ready: str) -> None:
+    """Load `url` and wait until the element matching CSS `ready` is on the page."""
+    driver.get(url)
+    WebDriverWait(driver, WAIT_S).until(EC.presence_of_element_located((By.CSS_SELECTOR, ready)))
+
+
+def text_of(driver: webdriver.Chrome, element_id: str) -> str:
+    return driver.find_element(By.ID, element_id).text.strip()
+
+
+def wait_text(driver: webdriver.Chrome, element_id: str, expected: str) -> None:
+    WebDriverWait(driver, WAIT_S).until(EC.text_to_be_present_in_element((By.ID, element_id), expected))
+
+
+def pick(driver: webdriver.Chrome, dropdown_id: str, search: str, option_text: str) -> None:
+    """Open a Dash dropdown, type in its search box, click the option whose label contains `option_text`."""
+    driver.find_element(By.ID, dropdown_id).click()
+    box = WebDriverWait(driver, WAIT_S).until(EC.visibility_of_element_located(
+        (By.CSS_SELECTOR, ".dash-dropdown-content input.dash-dropdown-search")))
+    box.send_keys(search)
+    path = f"//div[contains(@class,'dash-dropdown-content')]//label[contains(., {xpath_literal(option_text)})]"
+    option = WebDriverWait(driver, WAIT_S).until(EC.element_to_be_clickable((By.XPATH, path)))
+    option.click()
+
+
+def xpath_literal(value: str) -> str:
+    return f"'{value}'" if "'" not in value else f'"{value}"'
+
+
+def table(driver: webdriver.Chrome, table_id: str) -> list[dict[str, str]]:
+    """The visible rows of a Dash DataTable as {column id: cell text}."""
+    return driver.execute_script(
+        """return Array.from(document.querySelectorAll('#' + arguments[0] + ' tbody tr'))
+             .filter(tr => tr.querySelector('td[data-dash-column]'))
+             .map(tr => Object.fromEntries(Array.from(tr.querySelectorAll('td[data-dash-column]'))
+               .map(td => [td.getAttribute('data-dash-column'), td.innerText.trim()])));""",
+        table_id,
+    )
+
+
+def screenshot(driver: webdriver.Chrome, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def as_number(cell: str) -> float:
+    return float(cell.replace("%", ""))
+
+
+# --- pages -----------------------------------------------------------------------------------------------------
+
+
+def test_live_map_shows_every_station_and_filters_by_zone(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
+    stations = list(seeded["data"].velib_live_station.find())
+    open_page(browser, seeded["url"] + "/", "#live-map .js-plotly-plot")
+
+    def totals(docs: list[dict[str, Any]]) -> dict[str, str]:
+        latest = [d["latest"] for d in docs]
+        return {"live-stations": str(len(docs)), "live-bikes": str(sum(x["bikes"] for x in latest)),
+                "live-mechanical": str(sum(x["mechanical"] for x in latest)),
+                "live-ebike": str(sum(x["ebike"] for x in latest)),
+                "live-docks": str(sum(x["docks_free"] for x in latest)),
+                "live-empty": str(sum(x["bikes"] == 0 for x in latest)),
+                "live-full": str(sum(x["docks_free"] == 0 for x in latest))}
+
+    def map_points() -> list[list[Any]]:
+        return browser.execute_script("return document.querySelector('#live-map .js-plotly-plot').data[0].customdata")
+
+    assert {key: text_of(browser, key) for key in totals(stations)} == totals(stations)
+    points = map_points()
+    assert sorted(p[1] for p in points) == sorted(d["_id"] for d in stations if d.get("lat") is not None)
+    by_code = {p[1]: p for p in points}
+    some = stations[0]
+    assert by_code[some["_id"]][0] == some["name"]
+    assert by_code[some["_id"]][3:8] == [some["latest"][k] for k in ("bikes", "mechanical", "ebike", "docks_free")] + [
+        some["capacity"]]
+    screenshot(browser, "live-map")
+
+    zone = sorted({d["zone"] for d in stations} - {"Paris"})[0]
+    in_zone = [d for d in stations if d["zone"] == zone]
+    pick(browser, "live-zone", zone[:5], zone)
+    wait_text(browser, "live-stations", str(len(in_zone)))
+    assert {key: text_of(browser, key) for key in totals(in_zone)} == totals(in_zone)
+    assert sorted(p[1] for p in map_points()) == sorted(d["_id"] for d in in_zone)
+
+    open_page(browser, seeded["url"] + "/?zone=%24where", "#live-map .js-plotly-plot")
+    assert "unknown zone" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text
+    assert text_of(browser, "live-stations") == str(len(stations))
+
+
+def test_station_page_history_live_and_prediction(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
+    data = seeded["data"]
+    # a station that ran empty at least once, and is not the page's default (first by name)
+    code = sorted(d["station_code"] for d in data.velib_station_daily.find({"zero_bike_samples": {"$gt": 0}}))[-1]
+    live = data.velib_live_station.find_one({"_id": code})
+    history = sorted(data.velib_station_daily.find({"station_code": code}), key=lambda d: d["day"])
+    prediction = data.velib_predictions.find_one({"_id": code})
+
+    open_page(browser, seeded["url"] + "/station", "#station-title")
+    assert code not in text_of(browser, "station-title")
+    pick(browser, "station-picker", code, f"({code})")
+    wait_text(browser, "station-title", f"code {code}")
+    assert live["name"] in text_of(browser, "station-title")
+
+    rows = table(browser, "station-history")
+    assert [r["day"] for r in rows] == [d["day"] for d in history]
+    for row, doc in zip(rows, history, strict=True):
+        assert as_number(row["avg_bikes"]) == round(doc["avg_bikes"], 2)
+        assert int(row["min_bikes"]) == doc["min_bikes"] and int(row["max_bikes"]) == doc["max_bikes"]
+        assert as_number(row["avg_docks_free"]) == round(doc["avg_docks_free"], 2)
+        assert int(row["zero_bike_samples"]) == doc["zero_bike_samples"]
+    assert text_of(browser, "station-bikes") == str(live["latest"]["bikes"])
+    assert text_of(browser, "station-today-samples") == str(live["today"]["samples"])
+    for field in ("avg_mechanical", "avg_ebike", "avg_docks_free"):
+        assert as_number(text_of(browser, f"station-today-{field}")) == round(live["today"][field], 1)
+    assert text_of(browser, "station-probability") == f"{100 * prediction['probability_full']:.1f}%"
+    assert text_of(browser, "station-model-version") == prediction["model_version"]
+    screenshot(browser, "station")
+
+    open_page(browser, seeded["url"] + f"/station?station={code}", "#station-title")
+    wait_text(browser, "station-title", f"code {code}")
+    open_page(browser, seeded["url"] + "/station?station=%7B%22%24ne%22%3A1%7D", "#station-title")
+    assert "not a station code" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text
+
+
+def test_zones_page_latest_day_sortable_and_day_picker(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
+    data = seeded["data"]
+    days = sorted(data.velib_zone_daily.distinct("day"))
+    latest = {d["zone"]: d for d in data.velib_zone_daily.find({"day": days[-1]})}
+    open_page(browser, seeded["url"] + "/zones", "#zones-table tbody td")
+    rows = table(browser, "zones-table")
+    assert sorted(r["zone"] for r in rows) == sorted(latest)
+    for row in rows:
+        doc = latest[row["zone"]]
+        assert int(row["stations"]) == doc["stations"]
+        assert as_number(row["fill_pct"]) == round(100 * doc["fill_ratio"], 1)
+        assert as_number(row["avg_bikes"]) == round(doc["avg_bikes"], 2)
+    assert len(table(browser, "zones-live")) == data.velib_live_zone.count_documents({})
+
+    header = browser.find_element(By.XPATH, "//div[@id='zones-table']//th[@data-dash-column='fill_pct']")
+    header.find_element(By.CSS_SELECTOR, ".column-header--sort").click()
+    fills = [as_number(r["fill_pct"]) for r in table(browser, "zones-table")]
+    assert fills == sorted(fills)
+    screenshot(browser, "zones")
+
+    pick(browser, "zones-day", days[0], days[0])
+    WebDriverWait(browser, WAIT_S).until(EC.text_to_be_present_in_element(
+        (By.ID, "zones-content"), f"Daily averages on {days[0]}"))
+    first = {d["zone"]: d for d in data.velib_zone_daily.find({"day": days[0]})}
+    assert {r["zone"]: as_number(r["fill_pct"]) for r in table(browser, "zones-table")} == {
+        z: round(100 * d["fill_ratio"], 1) for z, d in first.items()}
+
+
+def test_empty_and_full_stations_for_a_day(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
+    data = seeded["data"]
+    days = sorted(data.velib_station_daily.distinct("day"))
+
+    def expected(day: str, counter: str) -> list[dict[str, Any]]:
+        docs = [d for d in data.velib_station_daily.find({"day": day}) if d[counter] > 0]
+        return sorted(docs, key=lambda d: (-d[counter], d["station_code"]))
+
+    for day, url in ((days[-1], "/extremes"), (days[0], f"/extremes?day={days[0]}")):
+        open_page(browser, seeded["url"] + url, "#extremes-empty-count")
+        for kind, counter in (("empty", "zero_bike_samples"), ("full", "zero_dock_samples")):
+            docs = expected(day, counter)
+            assert text_of(browser, f"extremes-{kind}-count") == str(len(docs))
+            rows = table(browser, f"extremes-{kind}")
+            assert [r["station_code"] for r in rows] == [d["station_code"] for d in docs][:25]
+            assert int(rows[0][counter]) == docs[0][counter]
+            assert as_number(rows[0]["share"]) == round(100 * docs[0][counter] / docs[0]["samples"], 1)
+        if day == days[-1]:
+            screenshot(browser, "extremes")
+
+    open_page(browser, seeded["url"] + "/extremes?day=2022-02-30", "#extremes-empty-count")
+    assert "not a calendar day" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text
+
+
+def test_model_page_metrics_and_predictions(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
+    data = seeded["data"]
+    run = max(data.velib_model_runs.find(), key=lambda d: d["trained_at"])
+    top = sorted(data.velib_predictions.find(), key=lambda d: -d["probability_full"])[:30]
+    open_page(browser, seeded["url"] + "/model", "#model-metrics tbody td")
+    assert text_of(browser, "model-version") == run["version"]
+    metrics = {r["metric"]: r for r in table(browser, "model-metrics")}
+    for name in ("auc", "precision", "recall", "f1"):
+        assert as_number(metrics[name]["model"]) == round(run["metrics"]["model"][name], 3)
+        assert as_number(metrics[name]["baseline"]) == round(run["metrics"]["baseline"][name], 3)
+    rows = table(browser, "model-predictions")
+    assert [as_number(r["probability_pct"]) for r in rows] == [round(100 * d["probability_full"], 1) for d in top]
+    by_code = {d["station_code"]: d for d in data.velib_predictions.find()}
+    for row in rows:
+        doc = by_code[row["station_code"]]
+        assert as_number(row["probability_pct"]) == round(100 * doc["probability_full"], 1)
+        assert row["predicted"] == ("yes" if doc["predicted_full"] else "no")
+        assert row["model_version"] == doc["model_version"] == run["version"]
+    screenshot(browser, "model")
+
+
+def test_health_page_jobs_failures_lake_lag_heartbeat(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
+    ops = seeded["ops"]
+    runs = list(ops.job_runs.find())
+    latest: dict[str, dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda r: r["started_at"]):
+        latest[run["job"]] = run
+    failures = sorted((r for r in runs if r["status"] in ("failed", "died")), key=lambda r: r["started_at"],
+                      reverse=True)
+    census = list(ops.lake_census.find())
+
+    open_page(browser, seeded["url"] + "/health", "#health-jobs tbody td")
+    jobs = {r["job"]: r for r in table(browser, "health-jobs")}
+    assert {job: row["status"] for job, row in jobs.items()} == {job: r["status"] for job, r in latest.items()}
+    for job, run in latest.items():
+        assert jobs[job]["error"] == (run["error"] or "")
+    shown = table(browser, "health-failures")
+    assert [(r["job"], r["error"]) for r in shown] == [(r["job"], r["error"]) for r in failures]
+    assert text_of(browser, "health-landing-files") == str(sum(d["files"] for d in census if d["zone"] == "landing"))
+    assert text_of(browser, "health-quarantine-files") == str(
+        sum(d["files"] for d in census if d["zone"] == "quarantine"))
+    lag = ops.kafka_lag.find_one()
+    assert [r["lag"] for r in table(browser, "health-lag")] == [str(lag["lag"])]
+    beat = table(browser, "health-heartbeats")[0]
+    expected_age = time.time() - ops.heartbeats.find_one({"_id": "velib_stream"})["last_batch_at"].timestamp()
+    assert beat["job"] == "velib_stream" and abs(int(beat["age_s"]) - expected_age) < 120
+    assert beat["state"] == "ok"
+    screenshot(browser, "health")
+
+
+def test_empty_database_says_what_to_run(cronlake_env: dict[str, str], browser: webdriver.Chrome,
+                                         tmp_path: Path) -> None:
+    expected = {
+        "/": {"velib_stream"},
+        "/station": {"velib_daily"},
+        "/zones": {"velib_daily", "velib_stream"},
+        "/extremes": {"velib_daily"},
+        "/model": {"velib_train"},
+        "/health": {"velib_daily", "lake_census", "velib_land", "velib_stream"},
+    }
+    with served(cronlake_env, tmp_path / "gunicorn.log") as url:
+        for path, jobs in expected.items():
+            open_page(browser, url + path, ".notice.no-data")
+            notices = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".notice.no-data")]
+            assert all(n.startswith("No data yet — run python -m cronlake_runtime.run ") for n in notices)
+            assert {n.split("cronlake_runtime.run ")[1].split()[0] for n in notices} == jobs, path
+            assert "Traceback" not in browser.page_source
+        screenshot(browser, "empty-health")
+
+
+def test_pages_load_nothing_from_outside(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
+    """Every script and style the pages load comes from the dashboard itself (no CDN: it must work offline)."""
+    open_page(browser, seeded["url"] + "/", "#live-map .js-plotly-plot")
+    sources = browser.execute_script(
+        "return Array.from(document.querySelectorAll('script[src], link[href]')).map(e => e.src || e.href)")
+    assert sources and all(s.startswith(seeded["url"]) for s in sources), sources
+    try:
+        severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    except WebDriverException:
+        severe = []
+    assert not severe, severe
+
+
+def test_mongo_down_names_the_setting(cronlake_env: dict[str, str], browser: webdriver.Chrome, tmp_path: Path) -> None:
+    nothing = f"mongodb://127.0.0.1:{free_port()}"
+    with served({**cronlake_env, "CRONLAKE_MONGO_URI": nothing}, tmp_path / "gunicorn.log") as url:
+        open_page(browser, url + "/health", ".notice.unavailable")
+        assert browser.find_element(By.CSS_SELECTOR, ".notice.unavailable").text == (
+            f"CRONLAKE_MONGO_URI: MongoDB at {nothing} does not answer (ServerSelectionTimeoutError)")
