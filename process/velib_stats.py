@@ -1,0 +1,110 @@
+"""Daily Velib statistics, computed two equivalent ways: the DataFrame API and Spark SQL over temp views.
+
+Input: rows of `processed/velib_status` (one per station snapshot, deduplicated, with the local `day`).
+Output, per engine, three DataFrames with the same columns in the same order (the MongoDB contracts):
+
+- station daily (station_code, day): samples, bikes avg/min/max, mechanical/ebike/docks averages, docks
+  min/max, and how many snapshots had no bike (`zero_bike_samples`) or no free dock (`zero_dock_samples`);
+  name, zone and capacity are those of the station's last snapshot of the day.
+- zone daily (zone, day): stations, samples, averages over every snapshot of the zone's stations that day,
+  fill_ratio = avg bikes / avg capacity.
+- empty stations (day, station_code): the stations with at least one zero-bike snapshot that day.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+ENGINES = ("dataframe", "sql")
+STATION_COLUMNS = ["station_code", "day", "name", "zone", "capacity", "samples", "avg_bikes", "min_bikes",
+                   "max_bikes", "avg_mechanical", "avg_ebike", "avg_docks_free", "min_docks_free", "max_docks_free",
+                   "zero_bike_samples", "zero_dock_samples"]
+ZONE_COLUMNS = ["zone", "day", "stations", "samples", "avg_bikes", "avg_mechanical", "avg_ebike", "avg_docks_free",
+                "fill_ratio"]
+EMPTY_COLUMNS = ["day", "station_code", "name", "zone", "zero_bike_samples", "samples"]
+
+
+class DailyStats(NamedTuple):
+    station_daily: DataFrame
+    zone_daily: DataFrame
+    empty_stations: DataFrame
+
+
+def dataframe_stats(status: DataFrame) -> DailyStats:
+    """The three tables with the DataFrame API."""
+    from pyspark.sql import functions as F
+
+    def last(column: str):
+        return F.max_by(column, "reported_at").alias(column)
+
+    def zeros(column: str, alias: str):
+        return F.sum((F.col(column) == 0).cast("long")).alias(alias)
+
+    station = (
+        status.groupBy("station_code", "day")
+        .agg(last("name"), last("zone"), last("capacity"), F.count("*").alias("samples"),
+             F.avg("bikes").alias("avg_bikes"), F.min("bikes").alias("min_bikes"), F.max("bikes").alias("max_bikes"),
+             F.avg("mechanical").alias("avg_mechanical"), F.avg("ebike").alias("avg_ebike"),
+             F.avg("docks_free").alias("avg_docks_free"), F.min("docks_free").alias("min_docks_free"),
+             F.max("docks_free").alias("max_docks_free"), zeros("bikes", "zero_bike_samples"),
+             zeros("docks_free", "zero_dock_samples"))
+        .select(STATION_COLUMNS)
+    )
+    zone = (
+        status.groupBy("zone", "day")
+        .agg(F.countDistinct("station_code").alias("stations"), F.count("*").alias("samples"),
+             F.avg("bikes").alias("avg_bikes"), F.avg("mechanical").alias("avg_mechanical"),
+             F.avg("ebike").alias("avg_ebike"), F.avg("docks_free").alias("avg_docks_free"),
+             (F.avg("bikes") / F.avg("capacity")).alias("fill_ratio"))
+        .select(ZONE_COLUMNS)
+    )
+    empty = station.where(F.col("zero_bike_samples") > 0).select(EMPTY_COLUMNS)
+    return DailyStats(station, zone, empty)
+
+
+STATION_SQL = """
+SELECT station_code, day,
+       max_by(name, reported_at) AS name, max_by(zone, reported_at) AS zone,
+       max_by(capacity, reported_at) AS capacity, count(*) AS samples,
+       avg(bikes) AS avg_bikes, min(bikes) AS min_bikes, max(bikes) AS max_bikes,
+       avg(mechanical) AS avg_mechanical, avg(ebike) AS avg_ebike,
+       avg(docks_free) AS avg_docks_free, min(docks_free) AS min_docks_free, max(docks_free) AS max_docks_free,
+       sum(CAST(bikes = 0 AS BIGINT)) AS zero_bike_samples,
+       sum(CAST(docks_free = 0 AS BIGINT)) AS zero_dock_samples
+FROM {status}
+GROUP BY station_code, day
+"""
+
+ZONE_SQL = """
+SELECT zone, day, count(DISTINCT station_code) AS stations, count(*) AS samples,
+       avg(bikes) AS avg_bikes, avg(mechanical) AS avg_mechanical, avg(ebike) AS avg_ebike,
+       avg(docks_free) AS avg_docks_free, avg(bikes) / avg(capacity) AS fill_ratio
+FROM {status}
+GROUP BY zone, day
+"""
+
+EMPTY_SQL = """
+SELECT day, station_code, name, zone, zero_bike_samples, samples
+FROM {station_daily}
+WHERE zero_bike_samples > 0
+"""
+
+
+def sql_stats(status: DataFrame) -> DailyStats:
+    """The three tables with Spark SQL over temp views (view names are unique to this input)."""
+    views = {"status": f"velib_status_{id(status):x}", "station_daily": f"velib_station_daily_{id(status):x}"}
+    spark = status.sparkSession
+    status.createOrReplaceTempView(views["status"])
+    station = spark.sql(STATION_SQL.format(**views))
+    station.createOrReplaceTempView(views["station_daily"])
+    return DailyStats(station, spark.sql(ZONE_SQL.format(**views)), spark.sql(EMPTY_SQL.format(**views)))
+
+
+def daily_stats(status: DataFrame, engine: str = "dataframe") -> DailyStats:
+    """The daily statistics of `status` with the chosen engine ('dataframe' or 'sql')."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+    return dataframe_stats(status) if engine == "dataframe" else sql_stats(status)

@@ -1,0 +1,180 @@
+"""The Velib batch job on real history slices: statistics checked against plain Python, DataFrame = SQL,
+idempotent reruns and replays, malformed rows and wrong headers quarantined."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from statistics import mean
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import FIXTURES, run_cli
+
+from cronlake_runtime import settings as settings_module
+from cronlake_runtime.mongo import data_db, ops_db
+from process import velib_daily
+from process.velib_stats import daily_stats
+
+SLICES = [FIXTURES / "velib_batch" / "velib-history-part1.csv", FIXTURES / "velib_batch" / "velib-history-part2.csv"]
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def lake_root(env: dict[str, str]) -> Path:
+    return Path(env["CRONLAKE_LAKE_ROOT"].removeprefix("file://"))
+
+
+def land(env: dict[str, str], *files: Path, name: str | None = None) -> None:
+    landing = lake_root(env) / "landing" / "velib"
+    landing.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        shutil.copy(file, landing / (name or file.name))
+
+
+def run_job(*args: str) -> None:
+    assert velib_daily.main(list(args)) == 0
+
+
+def preference(row: dict[str, str]) -> tuple[int, ...]:
+    return tuple(int(row[c]) for c in ("bikes", "docks_free", "mechanical", "ebike", "capacity"))
+
+
+def expected_from_csv(files: list[Path]) -> dict[str, dict]:
+    """The statistics recomputed with the csv module: dedupe on (station, reported_at) keeping the copy with the
+    most bikes then docks (the job's documented rule for conflicting copies), day in Paris."""
+    snapshots: dict[tuple[str, str], dict] = {}
+    for file in files:
+        with open(file, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                key = (row["station_code"], row["reported_at"])
+                if key not in snapshots or preference(row) > preference(snapshots[key]):
+                    snapshots[key] = row
+    by_station, by_zone = defaultdict(list), defaultdict(list)
+    for (code, reported_at), row in snapshots.items():
+        moment = datetime.fromisoformat(reported_at.replace("Z", "+00:00"))
+        day = moment.astimezone(PARIS).date().isoformat()
+        by_station[(code, day)].append(row)
+        by_zone[(row["zone"], day)].append(row)
+
+    def ints(rows: list[dict], column: str) -> list[int]:
+        return [int(r[column]) for r in rows]
+
+    stations = {
+        key: {"samples": len(rows), "avg_bikes": mean(ints(rows, "bikes")), "min_bikes": min(ints(rows, "bikes")),
+              "max_bikes": max(ints(rows, "bikes")), "avg_mechanical": mean(ints(rows, "mechanical")),
+              "avg_ebike": mean(ints(rows, "ebike")), "avg_docks_free": mean(ints(rows, "docks_free")),
+              "zero_bike_samples": ints(rows, "bikes").count(0), "zero_dock_samples": ints(rows, "docks_free").count(0)}
+        for key, rows in by_station.items()
+    }
+    zones = {
+        key: {"stations": len({r["station_code"] for r in rows}), "samples": len(rows),
+              "avg_bikes": mean(ints(rows, "bikes")),
+              "fill_ratio": mean(ints(rows, "bikes")) / mean(ints(rows, "capacity"))}
+        for key, rows in by_zone.items()
+    }
+    empty = {(day, code) for (code, day), values in stations.items() if values["zero_bike_samples"]}
+    return {"stations": stations, "zones": zones, "empty": empty, "rows": len(snapshots)}
+
+
+def mongo_state() -> dict[str, list[dict]]:
+    database = data_db(settings_module.load())
+    return {name: sorted(database[name].find({}, {"_id": 0}), key=lambda d: sorted(d.items()))
+            for name in velib_daily.COLLECTIONS}
+
+
+def parquet_rows(spark, env: dict[str, str]) -> int:
+    dataset = env["CRONLAKE_LAKE_ROOT"] + "/processed/velib_status"
+    return spark.read.schema(velib_daily.STATUS_SCHEMA).parquet(dataset).count()
+
+
+def test_daily_statistics_match_plain_python_and_reruns_change_nothing(spark, cronlake_env):
+    expected = expected_from_csv(SLICES)
+    assert {day for _, day in expected["stations"]} == {"2022-05-12", "2022-05-13"}  # the slice spans local midnight
+
+    land(cronlake_env, *SLICES)
+    run_job()
+
+    state = mongo_state()
+    stations = {(d["station_code"], d["day"]): d for d in state["velib_station_daily"]}
+    assert stations.keys() == expected["stations"].keys()
+    for key, values in expected["stations"].items():
+        for column, value in values.items():
+            assert stations[key][column] == pytest.approx(value, abs=1e-6), (key, column)
+    zones = {(d["zone"], d["day"]): d for d in state["velib_zone_daily"]}
+    assert zones.keys() == expected["zones"].keys()
+    for key, values in expected["zones"].items():
+        for column, value in values.items():
+            assert zones[key][column] == pytest.approx(value, abs=1e-6), (key, column)
+    assert {(d["day"], d["station_code"]) for d in state["velib_empty_stations"]} == expected["empty"]
+    assert parquet_rows(spark, cronlake_env) == expected["rows"]
+    archived = sorted(p.name for p in (lake_root(cronlake_env) / "archive" / "velib").iterdir())
+    assert archived == sorted(p.name for p in SLICES)
+
+    # A rerun of both days with no new file, then a replayed file (same content, new name) through the command
+    # line with the SQL engine: nothing added, nothing changed.
+    run_job("--day", "2022-05-12", "--day", "2022-05-13")
+    assert mongo_state() == state
+    land(cronlake_env, SLICES[1], name="velib-replayed.csv")
+    result = run_cli([sys.executable, "-m", "cronlake_runtime.run", "velib_daily", "--engine", "sql",
+                      "--day", "2022-05-12"], cronlake_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert parquet_rows(spark, cronlake_env) == expected["rows"]
+    assert mongo_state() == state
+    run = ops_db(settings_module.load()).job_runs.find_one({"job": "velib_daily"}, sort=[("started_at", -1)])
+    assert run["status"] == "succeeded" and run["rows_out"] == 0 and run["files_archived"] == 1
+
+
+def test_dataframe_and_sql_statistics_are_identical(spark):
+    from pyspark.sql import functions as F
+
+    status = (
+        spark.read.option("header", True).schema(velib_daily.CSV_SCHEMA).csv([str(p) for p in SLICES])
+        .selectExpr("*", "to_timestamp(reported_at) AS ts").drop("reported_at", "_corrupt_record")
+        .withColumnRenamed("ts", "reported_at")
+        .withColumn("day", velib_daily.local_day(F.col("reported_at"), "Europe/Paris"))
+        .dropDuplicates(velib_daily.KEY)
+    )
+    by_dataframe, by_sql = daily_stats(status, "dataframe"), daily_stats(status, "sql")
+    for frame, sql in zip(by_dataframe, by_sql, strict=True):
+        assert frame.columns == sql.columns
+        rows_frame, rows_sql = sorted(frame.collect()), sorted(sql.collect())
+        assert len(rows_frame) > 0
+        assert len(rows_frame) == len(rows_sql)
+        for a, b in zip(rows_frame, rows_sql, strict=True):
+            assert a.asDict() == pytest.approx(b.asDict())
+
+
+def test_malformed_rows_and_wrong_header_are_quarantined(spark, cronlake_env, tmp_path):
+    with open(SLICES[0], newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header, good = rows[0], rows[1:41]
+    broken = [list(good[0]), list(good[1]), list(good[2]), list(good[3])]
+    broken[0][3] = "many"                # bikes not an integer
+    broken[1][7] = "OUI"                 # is_installed not true/false
+    broken[2][10] = "yesterday"          # reported_at not a time
+    broken[3][3] = "-2"                  # negative bikes
+    mixed = tmp_path / "velib-mixed.csv"
+    with open(mixed, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([header, *good[4:], *broken])
+    wrong = tmp_path / "velib-wrong-header.csv"
+    wrong.write_text("stationcode,numbikesavailable\n16107,3\n", encoding="utf-8")
+    land(cronlake_env, mixed, wrong)
+
+    run_job()
+
+    quarantine = lake_root(cronlake_env) / "quarantine" / "velib"
+    assert (quarantine / "velib-wrong-header.csv").exists()
+    assert "unexpected header" in (quarantine / "velib-wrong-header.csv.reason.json").read_text()
+    rejects = [json.loads(line) for line in (quarantine / "velib-mixed.csv.rejects.jsonl").read_text().splitlines()]
+    reasons = sorted(r["reason"].split(" (")[0] for r in rejects)
+    assert reasons == ["negative count", "reported_at is not an ISO-8601 UTC time", "unparseable row",
+                       "unparseable row"]
+    assert sorted(r["station_code"] for r in rejects) == sorted(row[0] for row in broken)
+    run = ops_db(settings_module.load()).job_runs.find_one({"job": "velib_daily"})
+    assert run["records_quarantined"] == len(broken) and run["files_quarantined"] == 1
+    assert parquet_rows(spark, cronlake_env) == len({(r[0], r[10]) for r in good[4:]})
