@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cronlake_runtime.kafka_client import end_offsets, new_consumer
 from cronlake_runtime.lake import Lake
 from cronlake_runtime.mongo import ops_db
 from cronlake_runtime.runner import RunContext, run_job, utcnow
@@ -179,7 +180,6 @@ def record_lag(context: RunContext, consumer: Any, topic: str) -> dict[str, int]
     """Lag per partition = the partition's end offset − the group's committed offset."""
     from kafka import TopicPartition
 
-    from process.kafka_source import end_offsets, new_consumer
 
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     probe = new_consumer(context.settings.kafka_bootstrap)

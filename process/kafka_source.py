@@ -24,6 +24,8 @@ from typing import Any
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
 
+from cronlake_runtime.kafka_client import end_offsets, new_consumer
+
 SOURCE_NAME = "cronlake_kafka"
 SCHEMA = "topic STRING, partition INT, offset BIGINT, timestamp TIMESTAMP, key STRING, value STRING"
 ARROW_BATCH_ROWS = 10000
@@ -40,30 +42,6 @@ class PartitionRange(InputPartition):
     partition: int
     start: int
     end: int
-
-
-def new_consumer(bootstrap: str) -> Any:
-    """A group-less consumer: offsets come from Spark's checkpoint, never from Kafka."""
-    from kafka import KafkaConsumer
-
-    return KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False,
-                         auto_offset_reset="earliest", fetch_max_wait_ms=50, client_id="cronlake-spark-source")
-
-
-def end_offsets(consumer: Any, partitions: list[Any]) -> dict[Any, int]:
-    """The next offset to be written in each partition (at least: a partition not fetched in time keeps the
-    broker's ListOffsets answer, and the next call catches up).
-
-    Some brokers (the embedded tansu) answer ListOffsets(latest) with the last record batch's base offset + 1,
-    short of the real end; one fetch from there returns that batch and the partition's high watermark.
-    """
-    reported = consumer.end_offsets(partitions)
-    consumer.assign(partitions)
-    for tp in partitions:
-        consumer.seek(tp, reported[tp])
-    fetched = consumer.poll(timeout_ms=200, max_records=100000)
-    return {tp: max(reported[tp], consumer.position(tp), consumer.highwater(tp) or 0) if tp in fetched
-            else reported[tp] for tp in partitions}
 
 
 def arrow_batch(messages: list[Any]) -> Any:
