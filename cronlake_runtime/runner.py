@@ -146,21 +146,17 @@ class RunRecords:
         self.collection.create_index([("job", 1), ("started_at", -1)])
         self.collection.create_index([("status", 1)])
 
+    @staticmethod
+    def new_record(job: str, run_id: str, arguments: list[str], status: str, error: str | None) -> dict[str, Any]:
+        now = utcnow()
+        return {
+            "_id": run_id, "job": job, "args": arguments, "host": socket.gethostname(), "pid": os.getpid(),
+            "started_at": now, "ended_at": None if status == "running" else now, "status": status,
+            **{name: 0 for name in COUNTERS}, "error": error,
+        }
+
     def start(self, job: str, run_id: str, arguments: list[str]) -> None:
-        self.collection.insert_one(
-            {
-                "_id": run_id,
-                "job": job,
-                "args": arguments,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "started_at": utcnow(),
-                "ended_at": None,
-                "status": "running",
-                **{name: 0 for name in COUNTERS},
-                "error": None,
-            }
-        )
+        self.collection.insert_one(self.new_record(job, run_id, arguments, "running", None))
 
     def mark_dead_runs(self, job: str, current_run: str) -> int:
         """Runs of `job` still 'running' while we hold its lock died without ending (killed, host crash)."""
@@ -186,20 +182,8 @@ class RunRecords:
         )
 
     def record_skip(self, job: str, run_id: str, arguments: list[str], holder: str) -> None:
-        now = utcnow()
-        self.collection.insert_one(
-            {
-                "_id": run_id,
-                "job": job,
-                "args": arguments,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "started_at": now,
-                "ended_at": now,
-                "status": "skipped",
-                "error": f"another run (pid {holder}) holds the lock",
-            }
-        )
+        error = f"another run (pid {holder}) holds the lock"
+        self.collection.insert_one(self.new_record(job, run_id, arguments, "skipped", error))
 
 
 JobFunction = Callable[[RunContext, argparse.Namespace], None]
