@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from cronlake_runtime import checks
 from cronlake_runtime import settings as settings_module
-from cronlake_runtime.lake import Lake, open_lake, spark_lake
+from cronlake_runtime.lake import HadoopFsLake, Lake, open_lake, spark_lake
 from cronlake_runtime.mongo import ops_db
 from cronlake_runtime.settings import SettingError, Settings
 
@@ -88,8 +88,8 @@ class RunContext:
     @property
     def lake(self) -> Lake:
         """The Spark driver's view of the lake once Spark runs, else the plain-Python one: same files."""
-        if self._spark is not None:
-            return spark_lake(self._spark, self.settings)
+        if self._spark is not None and not isinstance(self._lake, HadoopFsLake):
+            self._lake = spark_lake(self._spark, self.settings)
         if self._lake is None:
             self._lake = open_lake(self.settings)
         return self._lake
@@ -99,6 +99,7 @@ class RunContext:
         if self._spark is not None and self._owns_spark:
             self._spark.stop()
         self._spark = None
+        self._lake = None
 
 
 class JobLock:
