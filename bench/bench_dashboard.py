@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -35,11 +34,6 @@ EXPORT = REPO.parent / "shared" / "data" / "velib" / "api_v21_export_2024-05-28.
 TARGET_MS = 300.0
 JOBS = ("velib_produce", "velib_land", "velib_daily", "velib_train", "lake_census", "velib_stream_watchdog")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stations(count: int) -> list[dict[str, Any]]:
@@ -138,14 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     state = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
-    (state / "empty.env").write_text("")
-    os.environ.update({
-        "CRONLAKE_ENV_FILE": str(state / "empty.env"), "CRONLAKE_STATE_DIR": str(state),
-        "CRONLAKE_LAKE_ROOT": (state / "lake").as_uri(), "CRONLAKE_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}",
-        "CRONLAKE_MONGO_DB": "bench", "CRONLAKE_MONGO_OPS_DB": "bench_ops",
-    })
     sys.path.insert(0, str(REPO))
     from cronlake_runtime import embedded
+
+    os.environ.update({**embedded.throwaway_stack_env(state), "CRONLAKE_MONGO_DB": "bench",
+                       "CRONLAKE_MONGO_OPS_DB": "bench_ops"})
     from cronlake_runtime.mongo import data_db, ops_db
     from cronlake_runtime.settings import load
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,11 +29,6 @@ REPO = Path(__file__).resolve().parent.parent
 EXPORT = REPO.parent / "shared" / "data" / "velib" / "api_v21_export_2024-05-28.json"
 sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def high_water_mib(pid: int) -> float | None:
@@ -93,15 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-producer-") as folder:
         root = Path(folder)
-        env_file = root / "empty.env"
-        env_file.write_text("")
-        stack_env = {
-            "CRONLAKE_STATE_DIR": str(root / "stack"),
-            "CRONLAKE_LAKE_ROOT": (root / "lake").as_uri(),
-            "CRONLAKE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-            "CRONLAKE_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}",
-            "CRONLAKE_ENV_FILE": str(env_file),
-        }
+        stack_env = embedded.throwaway_stack_env(root)
         configured = settings.load({**os.environ, **stack_env})
         embedded.up(configured)
         try:

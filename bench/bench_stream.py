@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,11 +34,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 EXPORT = REPO.parent / "shared" / "data" / "velib" / "api_v21_export_2024-05-28.json"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def base_stations(count: int) -> list[dict]:
@@ -143,11 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     state = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    (state / "empty.env").write_text("")
-    env = {"CRONLAKE_STATE_DIR": str(state), "CRONLAKE_LAKE_ROOT": (state / "lake").as_uri(),
-           "CRONLAKE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-           "CRONLAKE_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}", "CRONLAKE_ENV_FILE": str(state / "empty.env"),
-           "CRONLAKE_VELIB_TOPIC": "velib.bench", "CRONLAKE_SPARK_MASTER": "local[2]"}
+    env = {**embedded.throwaway_stack_env(state), "CRONLAKE_VELIB_TOPIC": "velib.bench",
+           "CRONLAKE_SPARK_MASTER": "local[2]"}
     os.environ.update(env)
     settings = settings_module.load()
     print("\n".join(embedded.up(settings)), file=sys.stderr)

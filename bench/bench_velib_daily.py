@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,12 +30,6 @@ sys.path.insert(0, str(REPO))
 from bench.make_velib_scaled import generate  # noqa: E402
 from cronlake_runtime import embedded  # noqa: E402
 from cronlake_runtime import settings as settings_module  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -98,13 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-velib-daily-"))
-    env = {
-        "CRONLAKE_ENV_FILE": os.devnull,
-        "CRONLAKE_STATE_DIR": str(work / "stack"),
-        "CRONLAKE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "CRONLAKE_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}",
-        "CRONLAKE_SPARK_MASTER": args.master,
-    }
+    env = {**embedded.throwaway_stack_env(work / "stack"), "CRONLAKE_SPARK_MASTER": args.master}
     stack = settings_module.load({**os.environ, **env})
     try:
         started = time.monotonic()

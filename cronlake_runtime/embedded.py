@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +42,25 @@ class Service:
 
     def log_file(self, settings: Settings) -> Path:
         return settings.state_path / "log" / f"{self.name}.log"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def throwaway_stack_env(folder: Path) -> dict[str, str]:
+    """Settings for a private embedded stack under `folder` (tests, benchmarks): its own state and lake, free
+    loopback ports, and no `.env` file, so nothing of the checkout's deployment leaks in."""
+    return {
+        "CRONLAKE_ENV_FILE": os.devnull,
+        "CRONLAKE_STATE_DIR": str(folder / "state"),
+        "CRONLAKE_LAKE_ROOT": (folder / "lake").as_uri(),
+        "CRONLAKE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "CRONLAKE_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}",
+    }
 
 
 def kafka_address(settings: Settings) -> tuple[str, int]:

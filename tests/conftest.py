@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,29 +18,19 @@ from pathlib import Path
 
 import pytest
 
+from cronlake_runtime.embedded import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     from cronlake_runtime import embedded, settings
 
-    state = tmp_path_factory.mktemp("stack")
-    env = {
-        "CRONLAKE_STATE_DIR": str(state),
-        "CRONLAKE_LAKE_ROOT": (state / "lake").as_uri(),
-        "CRONLAKE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "CRONLAKE_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}",
-        "CRONLAKE_ENV_FILE": os.devnull,
-    }
+    env = embedded.throwaway_stack_env(tmp_path_factory.mktemp("stack"))
     configured = settings.load({**os.environ, **env})
     embedded.up(configured)
     try:
