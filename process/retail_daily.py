@@ -97,11 +97,13 @@ def process(context: RunContext, claim: Claim) -> list[str]:
         known = (spark.read.parquet(context.lake.uri(f"processed/{DATASET}"))
                  .where(F.col("invoice_day").isin(days)).select("row_key"))
         clean = clean.join(known, "row_key", "left_anti")
+    clean = clean.cache()  # counted, then written: key and anti-join computed once
     context.count("rows_in", rows_in)
     context.count("rows_out", clean.count())
     context.log("process.parsed", rows=rows_in, rejected=len(rejects), days=len(days),
                 partitions=raw.rdd.getNumPartitions())
     claim.publish_parquet(clean, DATASET, partition_by=["invoice_day"])
+    clean.unpersist()
     raw.unpersist()
     return days
 
