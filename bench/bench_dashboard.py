@@ -133,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
 
     state = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
     sys.path.insert(0, str(REPO))
-    from cronlake_runtime import embedded
+    from cronlake.ops import embedded
 
     os.environ.update({**embedded.throwaway_stack_env(state), "CRONLAKE_MONGO_DB": "bench",
                        "CRONLAKE_MONGO_OPS_DB": "bench_ops"})
-    from cronlake_runtime.mongo import data_db, ops_db
-    from cronlake_runtime.settings import load
+    from cronlake.core.mongo import data_db, ops_db
+    from cronlake.core.settings import load
 
     settings = load()
     mongo = next(s for s in embedded.services(settings) if s.name == "mongo")
@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from dashboard import store
         from dashboard.app import app  # noqa: F401 - registers the pages and their callbacks
-        from dashboard.pages import extremes, health, live, model, station, zones
+        from dashboard.pages import health
+        from dashboard.pages.velib import extremes, live, model, station, zones
 
         store.current().ensure_indexes()
 

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="measure each case R times, report the median")
     args = parser.parse_args(argv)
 
-    from cronlake_runtime import embedded, settings
+    from cronlake.core import settings
+    from cronlake.ops import embedded
 
     with tempfile.TemporaryDirectory(prefix="bench-producer-") as folder:
         root = Path(folder)
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             replay = root / "replay.json"
             stations = write_replay(replay, args.copies)
-            command = [sys.executable, "-m", "cronlake_runtime.run", "velib_produce"]
+            command = [sys.executable, "-m", "cronlake.ops.run", "velib_produce"]
             results: dict[str, list[tuple[float, float, int, float]]] = {}
             for attempt in range(args.repeat):
                 env = {**os.environ, **stack_env, "CRONLAKE_STATE_DIR": str(root / f"state-{attempt}"),

@@ -26,9 +26,9 @@ from collections import defaultdict, deque
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cronlake_runtime import embedded
-from cronlake_runtime import settings as settings_module
-from ingest.velib_records import normalise_api_record
+from cronlake.core import settings as settings_module
+from cronlake.ops import embedded
+from ingest.velib.records import normalise_api_record
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     client = MongoClient(env["CRONLAKE_MONGO_URI"], tz_aware=True)
     log = open(state / "stream.log", "w")
     stream = subprocess.Popen(
-        [sys.executable, "-m", "cronlake_runtime.run", "velib_stream", "--trigger-seconds", str(args.trigger_seconds),
+        [sys.executable, "-m", "cronlake.ops.run", "velib_stream", "--trigger-seconds", str(args.trigger_seconds),
          "--until-idle", str(args.drain_seconds + 60)], cwd=REPO, env={**os.environ, **env}, stdout=log,
         stderr=subprocess.STDOUT)
     rows = []

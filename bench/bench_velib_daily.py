@@ -1,7 +1,7 @@
 """Benchmark the Velib batch job (`velib_daily`) on scaled history: wall time, rows/s and peak memory, with
 the input in 1 and 2 partitions, then a replay of the same files (all rows deduplicated against the lake).
 
-Each configuration runs the real job as a subprocess (`python -m cronlake_runtime.run velib_daily`) on a fresh
+Each configuration runs the real job as a subprocess (`python -m cronlake.ops.run velib_daily`) on a fresh
 lake, against an embedded MongoDB started on free loopback ports. Peak memory is the largest sum of RSS over
 the job process and all its children (the Spark JVM), sampled every 0.1 s with psutil.
 
@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.make_velib_scaled import generate  # noqa: E402
-from cronlake_runtime import embedded  # noqa: E402
-from cronlake_runtime import settings as settings_module  # noqa: E402
+from cronlake.core import settings as settings_module  # noqa: E402
+from cronlake.ops import embedded  # noqa: E402
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             land(work / "scaled", lake)
             run_env = {**env, "CRONLAKE_LAKE_ROOT": lake.as_uri(), "CRONLAKE_MONGO_DB": f"bench_p{count}",
                        "CRONLAKE_MONGO_OPS_DB": f"bench_p{count}_ops", "CRONLAKE_STATE_DIR": str(lake / "state")}
-            command = [sys.executable, "-m", "cronlake_runtime.run", "velib_daily", "--engine", args.engine,
+            command = [sys.executable, "-m", "cronlake.ops.run", "velib_daily", "--engine", args.engine,
                        "--partitions", str(count)]
             runs = [("first load", command)]
             if not args.no_replay and count == 1:

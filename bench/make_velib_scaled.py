@@ -1,7 +1,7 @@
 """Scale the recorded Velib history to benchmark sizes: landing CSV files of time-shifted copies, one snapshot
 of every station per `--every-minutes` (1 → ~2 million snapshots a day: ~1,400 stations × 1,440 minutes).
 
-The 2022 history (collections every ~30-60 min) is normalised once with `ingest.velib_records`. For each
+The 2022 history (collections every ~30-60 min) is normalised once with `ingest.velib.records`. For each
 target minute, the latest recorded collection at or before the same time of the matching source day is
 copied with reported_at set to the target minute. Output day k (local Europe/Paris days from `--start`) copies
 history day k+1 (wrapping after 20 days), so each bench day has a real day's daily pattern.
@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ingest.velib_records import FIELDS, RecordError, StationIndex, normalise_history_row, to_csv_row  # noqa: E402
+from ingest.velib.records import FIELDS, RecordError, StationIndex, normalise_history_row, to_csv_row  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "velib"
 HISTORY = DATA / "history_2022-05-12_to_2022-06-01.csv.gz"

@@ -19,7 +19,8 @@ import dash
 from dash import Dash, dcc, html
 
 from dashboard import store
-from dashboard.pages import extremes, health, live, model, station, zones
+from dashboard.pages import health
+from dashboard.pages.velib import extremes, live, model, station, zones
 
 PAGES = (live, station, zones, extremes, model, health)
 

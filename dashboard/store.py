@@ -20,13 +20,13 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from cronlake_runtime import settings as settings_module
-from cronlake_runtime.mongo import data_db, ops_db
-from cronlake_runtime.settings import Settings, mask_secret
+from cronlake.core import settings as settings_module
+from cronlake.core.mongo import data_db, ops_db
+from cronlake.core.settings import Settings, mask_secret
 
 log = logging.getLogger(__name__)
 
-RUN = "python -m cronlake_runtime.run"
+RUN = "python -m cronlake.ops.run"
 FILLED_BY = {
     "velib_live_station": f"{RUN} velib_stream",
     "velib_live_zone": f"{RUN} velib_stream",

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cronlake_runtime.runner import JobError, RunContext, run_job
+from cronlake.core.runner import JobError, RunContext, run_job
 
 
 def build_parser() -> argparse.ArgumentParser:

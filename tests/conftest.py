@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cronlake_runtime.embedded import free_port
+from cronlake.ops.embedded import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -28,7 +28,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    from cronlake_runtime import embedded, settings
+    from cronlake.core import settings
+    from cronlake.ops import embedded
 
     env = embedded.throwaway_stack_env(tmp_path_factory.mktemp("stack"))
     configured = settings.load({**os.environ, **env})
@@ -74,7 +75,7 @@ def spark() -> Iterator[object]:
 def run_cli(
     args: list[str], env: dict[str, str], timeout: float = 300, **kwargs: object
 ) -> subprocess.CompletedProcess:
-    """Run a command (e.g. [sys.executable, '-m', 'cronlake_runtime.run', 'retail_daily']) with a test env."""
+    """Run a command (e.g. [sys.executable, '-m', 'cronlake.ops.run', 'retail_daily']) with a test env."""
     return subprocess.run(args, env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
 

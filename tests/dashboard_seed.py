@@ -4,11 +4,11 @@ The slice (tests/fixtures/dashboard/): 3 days (2022-05-16..18, Europe/Paris) of 
 in 6 zones, copied unchanged from /work/shared/data/velib, with those stations' GBFS information and v2.1 API
 records. `seed()` seeds the deployment the CRONLAKE_* environment points at:
 
-- rows are normalised by `ingest.velib_records` and landed as a landing CSV (plus one file with a wrong header);
+- rows are normalised by `ingest.velib.records` and landed as a landing CSV (plus one file with a wrong header);
 - the real batch job `velib_daily` runs in-process (Spark) → velib_station_daily / velib_zone_daily /
   velib_empty_stations, a job_runs record, the bad file quarantined;
 - one more file is landed (left waiting) and the real `lake_census` job counts the lake;
-- the streaming job's update function (`process.velib_stream.LiveWriter.write_batch`) applies the slice as one
+- the streaming job's update function (`process.velib.stream.LiveWriter.write_batch`) applies the slice as one
   micro-batch → velib_live_station / velib_live_zone / heartbeats;
 - the real training job `velib_train` (few small trees) → velib_model_runs / velib_predictions;
 - STAND-INS: kafka_lag (the landing consumer writes it only after consuming a real topic) and a few job_runs of
@@ -28,14 +28,15 @@ from typing import Any
 
 from pymongo import ReplaceOne
 
-from cronlake_runtime import census
-from cronlake_runtime.lake import open_lake
-from cronlake_runtime.mongo import ops_db
-from cronlake_runtime.runner import RunContext
-from cronlake_runtime.settings import Settings, load
-from ingest.velib_records import StationIndex, csv_header, normalise_history_row, to_csv_row
-from process import velib_daily, velib_model
-from process.velib_stream import LiveWriter, valid_records
+from cronlake.core.lake import open_lake
+from cronlake.core.mongo import ops_db
+from cronlake.core.runner import RunContext
+from cronlake.core.settings import Settings, load
+from cronlake.ops import census
+from ingest.velib.records import StationIndex, csv_header, normalise_history_row, to_csv_row
+from process.velib import daily as velib_daily
+from process.velib import model as velib_model
+from process.velib.stream import LiveWriter, valid_records
 
 SLICE = Path(__file__).resolve().parent / "fixtures" / "dashboard"
 

@@ -30,7 +30,7 @@ import jsonschema
 import pytest
 import yaml
 
-from cronlake_runtime import settings as settings_module
+from cronlake.core import settings as settings_module
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -720,7 +720,7 @@ def test_kafka_listeners_serve_containers_and_the_host(services):
 
 def schedulable_job() -> str:
     """A registered job whose parser accepts no arguments, for a one-entry schedules file."""
-    from cronlake_runtime.jobs import JOBS
+    from cronlake.core.jobs import JOBS
 
     for name, module_name in JOBS.items():
         try:
@@ -763,7 +763,7 @@ if [[ "$*" == "dfsadmin -safemode wait" && ! -e "{tmp_path}/nn-up" ]]; then touc
         "python",
         f"""
 echo "python $*" >>"{calls}"
-if [[ "$2" == cronlake_runtime.schedules ]]; then set -- "$@" {extra}; fi
+if [[ "$2" == cronlake.ops.schedules ]]; then set -- "$@" {extra}; fi
 exec "{sys.executable}" "$@"
 """,
     )
@@ -786,7 +786,7 @@ exec "{sys.executable}" "$@"
 
     lake, user = edge["CRONLAKE_LAKE_ROOT"], edge["HADOOP_USER_NAME"]
     assert calls.read_text().splitlines() == [
-        "python -m cronlake_runtime.settings",
+        "python -m cronlake.core.settings",
         "hdfs dfsadmin -safemode wait as=hadoop",
         "hdfs dfsadmin -safemode wait as=hadoop",
         f"hdfs dfs -mkdir -p {lake} /user/{user} /spark-logs /tmp as=hadoop",
@@ -797,7 +797,7 @@ exec "{sys.executable}" "$@"
             f"--topic {topic} --partitions {partitions} --replication-factor 1"
             for topic, partitions in TOPICS.items()
         ],
-        f"python -m cronlake_runtime.schedules install --cron-file {cron_file} --settings-file {settings_file}",
+        f"python -m cronlake.ops.schedules install --cron-file {cron_file} --settings-file {settings_file}",
         "cron -f",
     ]
     assert (tmp_path / "ready").exists()
@@ -828,9 +828,9 @@ def test_edge_image_ships_what_the_entrypoint_reads():
     kit_dir = defaults["EDGE_KIT_DIR"]
     runtime = dockerfile_stages(EDGE_DOCKERFILE)["runtime"]
     assert ("WORKDIR", kit_dir) in runtime, "the kit's checkout is the image's working directory"
-    for package in ("crontab", "cronlake_runtime", "ingest", "process", "dashboard"):
+    for package in ("crontab", "cronlake", "ingest", "process", "dashboard"):
         assert f"{kit_dir}/{package}" in copied_paths(EDGE_DOCKERFILE, "runtime"), package
-    assert "python -m cronlake_runtime.schedules install --cron-file" in entrypoint
+    assert "python -m cronlake.ops.schedules install --cron-file" in entrypoint
     edge_env = env_of_stage(EDGE_DOCKERFILE, "edge")
     assert "/opt/kafka/bin" in edge_env["PATH"].split(":") and "/opt/kafka" in shipped
     instructions = dockerfile_stages(EDGE_DOCKERFILE)["edge"]

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from cronlake_runtime.mongo import ops_db
-from cronlake_runtime.runner import utcnow
-from cronlake_runtime.settings import load
+from cronlake.core.mongo import ops_db
+from cronlake.core.runner import utcnow
+from cronlake.core.settings import load
 
 CRON_D = Path("/etc/cron.d")
 
@@ -51,7 +51,7 @@ def test_cron_runs_the_installed_entry_and_remove_takes_it_away(cronlake_env, cr
     schedules_file.write_text(f'entries:\n  - name: {entry}\n    schedule: "* * * * *"\n    job: lake_census\n'
                               "    args: []\n    description: cron daemon test\n")
     cron_file = CRON_D / f"cronlake-{entry}".replace("_", "-")
-    command = [sys.executable, "-m", "cronlake_runtime.schedules", "ACTION", "--cron-file", str(cron_file),
+    command = [sys.executable, "-m", "cronlake.ops.schedules", "ACTION", "--cron-file", str(cron_file),
                "--cron-user", "root", "--settings-file", str(settings_file), "--schedules", str(schedules_file)]
 
     installed_at = utcnow()
@@ -85,7 +85,7 @@ def test_user_crontab_install_and_remove_leave_the_users_lines_alone(tmp_path):
     schedules_file = tmp_path / "schedules.yaml"
     schedules_file.write_text('entries:\n  - name: user_tab_test\n    schedule: "0 0 1 1 *"\n    job: lake_census\n'
                               "    args: []\n    description: never runs during the test\n")
-    command = [sys.executable, "-m", "cronlake_runtime.schedules", "ACTION", "--user",
+    command = [sys.executable, "-m", "cronlake.ops.schedules", "ACTION", "--user",
                "--settings-file", str(settings_file), "--schedules", str(schedules_file)]
     env = {"CRONLAKE_ENV_FILE": str(settings_file)}
     try:

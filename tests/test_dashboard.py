@@ -30,8 +30,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from cronlake_runtime.mongo import data_db, ops_db
-from cronlake_runtime.settings import load
+from cronlake.core.mongo import data_db, ops_db
+from cronlake.core.settings import load
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -350,8 +350,8 @@ def test_empty_database_says_what_to_run(cronlake_env: dict[str, str], browser: 
         for path, jobs in expected.items():
             open_page(browser, url + path, ".notice.no-data")
             notices = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".notice.no-data")]
-            assert all(n.startswith("No data yet — run python -m cronlake_runtime.run ") for n in notices)
-            assert {n.split("cronlake_runtime.run ")[1].split()[0] for n in notices} == jobs, path
+            assert all(n.startswith("No data yet — run python -m cronlake.ops.run ") for n in notices)
+            assert {n.split("cronlake.ops.run ")[1].split()[0] for n in notices} == jobs, path
             assert "Traceback" not in browser.page_source
         screenshot(browser, "empty-health")
 

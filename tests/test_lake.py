@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from webhdfs_server import serve
 
-from cronlake_runtime.lake import HadoopFsLake, Lake, LocalLake, WebHdfsLake
+from cronlake.core.lake import HadoopFsLake, Lake, LocalLake, WebHdfsLake
 
 
 @pytest.fixture(params=["local", "webhdfs", "hadoopfs"])

@@ -17,10 +17,10 @@ import pytest
 from conftest import FIXTURES, REPO, run_cli
 from retail_expected import daily_totals
 
-from cronlake_runtime import census, run
-from cronlake_runtime.lake import open_lake
-from cronlake_runtime.mongo import data_db, ops_db
-from cronlake_runtime.settings import load
+from cronlake.core.lake import open_lake
+from cronlake.core.mongo import data_db, ops_db
+from cronlake.core.settings import load
+from cronlake.ops import census, run
 
 SCRIPTS = ("up", "down", "status", "submit", "backfill", "replay", "reset")
 
@@ -231,7 +231,7 @@ def test_reset_empties_lake_state_and_databases(cronlake_env):
 def test_submit_runs_a_plain_python_job_without_spark(cronlake_env):
     result = run_cli([script("submit"), "lake_census"], cronlake_env, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines()[0].endswith("-m cronlake_runtime.run lake_census")
+    assert result.stderr.splitlines()[0].endswith("-m cronlake.ops.run lake_census")
     assert ops_db(load()).job_runs.find_one({"job": "lake_census"})["status"] == "succeeded"
     unknown = run_cli([script("submit"), "no_such_job"], cronlake_env, timeout=60)
     assert unknown.returncode == 2 and "invalid choice: 'no_such_job'" in unknown.stderr

@@ -21,7 +21,7 @@ from conftest import FIXTURES, REPO
 from pymongo import MongoClient
 from retail_expected import daily_totals, parse_rows
 
-from process import retail_daily
+from process.retail import daily as retail_daily
 
 GOOD_FILES = ["retail_part1.csv", "retail_part2.csv", "retail_part3.csv"]
 
@@ -135,7 +135,7 @@ def test_sigkill_at_each_step_then_rerun_equals_clean_run(
 ) -> None:
     land(cronlake_env, GOOD_FILES)
     process = subprocess.Popen(
-        [sys.executable, "-m", "cronlake_runtime.run", "retail_daily"], cwd=REPO,
+        [sys.executable, "-m", "cronlake.ops.run", "retail_daily"], cwd=REPO,
         env={**os.environ, **cronlake_env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         start_new_session=True,
     )

@@ -11,19 +11,19 @@ import time
 from conftest import FIXTURES, REPO, run_cli
 from pymongo import MongoClient
 
-from cronlake_runtime.runner import EXIT_LOCKED
+from cronlake.core.runner import EXIT_LOCKED
 
 
 def test_concurrent_run_of_the_same_job_exits_with_lock_code(cronlake_env: dict[str, str]) -> None:
     first = subprocess.Popen(
-        [sys.executable, "-m", "cronlake_runtime.run", "retail_daily"], cwd=REPO,
+        [sys.executable, "-m", "cronlake.ops.run", "retail_daily"], cwd=REPO,
         env={**os.environ, **cronlake_env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     assert first.stdout is not None
     assert json.loads(first.stdout.readline())["step"] == "start"  # the first run holds the lock now
 
     started = time.monotonic()
-    second = run_cli([sys.executable, "-m", "cronlake_runtime.run", "retail_daily"], cronlake_env, timeout=60)
+    second = run_cli([sys.executable, "-m", "cronlake.ops.run", "retail_daily"], cronlake_env, timeout=60)
     assert second.returncode == EXIT_LOCKED
     assert time.monotonic() - started < 30, "the second run must not wait for the lock"
     assert "another run is in progress" in second.stderr
@@ -37,7 +37,7 @@ def test_concurrent_run_of_the_same_job_exits_with_lock_code(cronlake_env: dict[
 
 def test_run_record_has_what_an_operator_needs(cronlake_env: dict[str, str]) -> None:
     retail = FIXTURES / "retail" / "retail_part1.csv"
-    result = run_cli([sys.executable, "-m", "cronlake_runtime.run", "land_file", "--source", "retail", str(retail)],
+    result = run_cli([sys.executable, "-m", "cronlake.ops.run", "land_file", "--source", "retail", str(retail)],
                      cronlake_env)
     assert result.returncode == 0, result.stderr
     steps = [json.loads(line) for line in result.stdout.splitlines()]
@@ -51,7 +51,7 @@ def test_run_record_has_what_an_operator_needs(cronlake_env: dict[str, str]) -> 
     assert record["rows_in"] == retail.read_text().count("\n")
     assert record["ended_at"] >= record["started_at"] and record["host"] and record["error"] is None
 
-    failed = run_cli([sys.executable, "-m", "cronlake_runtime.run", "land_file", "--source", "retail", "/nope.csv"],
+    failed = run_cli([sys.executable, "-m", "cronlake.ops.run", "land_file", "--source", "retail", "/nope.csv"],
                      cronlake_env)
     assert failed.returncode == 1
     assert failed.stderr.strip() == "land_file: failed: no such file: /nope.csv"
@@ -60,9 +60,9 @@ def test_run_record_has_what_an_operator_needs(cronlake_env: dict[str, str]) -> 
 
 
 def test_help_and_unknown_job() -> None:
-    listing = run_cli([sys.executable, "-m", "cronlake_runtime.run", "--help"], {})
+    listing = run_cli([sys.executable, "-m", "cronlake.ops.run", "--help"], {})
     assert listing.returncode == 0 and "retail_daily" in listing.stdout
-    unknown = run_cli([sys.executable, "-m", "cronlake_runtime.run", "no_such_job"], {})
+    unknown = run_cli([sys.executable, "-m", "cronlake.ops.run", "no_such_job"], {})
     assert unknown.returncode == 2 and "unknown job 'no_such_job'" in unknown.stderr
-    job_help = run_cli([sys.executable, "-m", "cronlake_runtime.run", "retail_daily", "--help"], {})
+    job_help = run_cli([sys.executable, "-m", "cronlake.ops.run", "retail_daily", "--help"], {})
     assert job_help.returncode == 0 and "--day" in job_help.stdout

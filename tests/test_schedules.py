@@ -10,10 +10,10 @@ import pytest
 from conftest import REPO, run_cli
 from crontab import CronTab
 
-from cronlake_runtime import schedules
-from cronlake_runtime.mongo import ops_db
-from cronlake_runtime.runner import JobLock
-from cronlake_runtime.settings import load
+from cronlake.core.mongo import ops_db
+from cronlake.core.runner import JobLock
+from cronlake.core.settings import load
+from cronlake.ops import schedules
 
 USER_LINES = (
     "# the operator's own entries\n"
@@ -47,7 +47,7 @@ def workspace(tmp_path: Path) -> dict[str, Path]:
 
 
 def schedules_cli(workspace: dict[str, Path], action: str, *extra: str, schedules_file: Path | None = None):
-    args = [sys.executable, "-m", "cronlake_runtime.schedules", action, "--cron-file", str(workspace["cron"]),
+    args = [sys.executable, "-m", "cronlake.ops.schedules", action, "--cron-file", str(workspace["cron"]),
             "--cron-user", "nobody", "--settings-file", str(workspace["settings"]),
             "--schedules", str(schedules_file or workspace["schedules"]), *extra]
     return run_cli(args, {}, timeout=60)
@@ -68,7 +68,7 @@ def test_install_is_idempotent_keeps_user_lines_and_remove_takes_only_ours(works
     assert f"cd {REPO} && " in census.command
     assert f"CRONLAKE_ENV_FILE={workspace['settings']}" in census.command
     assert "JAVA_HOME=" in census.command and "PATH=" in census.command
-    assert census.command.endswith("-m cronlake_runtime.schedules exec census -- lake_census")
+    assert census.command.endswith("-m cronlake.ops.schedules exec census -- lake_census")
     assert "exec retail_today -- retail_daily --max-files 3 --day '{today}'" in ours["cronlake:retail_today"].command
 
     second = schedules_cli(workspace, "install")
@@ -145,7 +145,7 @@ def test_rotate_keeps_a_bounded_number_of_logs(tmp_path):
 
 def test_exec_logs_rotates_and_treats_a_held_lock_as_success(cronlake_env):
     settings = load()
-    command = [sys.executable, "-m", "cronlake_runtime.schedules", "exec", "census", "--log-max-bytes", "100",
+    command = [sys.executable, "-m", "cronlake.ops.schedules", "exec", "census", "--log-max-bytes", "100",
                "--", "lake_census"]
     first = run_cli(command, cronlake_env, timeout=60)
     assert first.returncode == 0, first.stderr

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import free_port, run_cli
 
-from cronlake_runtime.settings import CHECKOUT, SettingError, load
+from cronlake.core.settings import CHECKOUT, SettingError, load
 
-RUN = [sys.executable, "-m", "cronlake_runtime.run"]
-SETTINGS = [sys.executable, "-m", "cronlake_runtime.settings"]
+RUN = [sys.executable, "-m", "cronlake.ops.run"]
+SETTINGS = [sys.executable, "-m", "cronlake.core.settings"]
 
 
 def test_embedded_defaults_run_on_one_machine() -> None:

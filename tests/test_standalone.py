@@ -40,10 +40,10 @@ def test_jobs_run_on_a_standalone_cluster_with_compose_shaped_settings(
     for name in (env["CRONLAKE_MONGO_DB"], env["CRONLAKE_MONGO_OPS_DB"]):
         server.drop_database(name)  # compose's fixed names, shared by nothing else in the tests
 
-    landed = run_cli([sys.executable, "-m", "cronlake_runtime.run", "land_file", "--source", "retail",
+    landed = run_cli([sys.executable, "-m", "cronlake.ops.run", "land_file", "--source", "retail",
                       str(FIXTURES / "retail" / "retail_part1.csv")], env)
     assert landed.returncode == 0, landed.stderr
-    result = run_cli([sys.executable, "-m", "cronlake_runtime.run", "retail_daily"], env, timeout=300)
+    result = run_cli([sys.executable, "-m", "cronlake.ops.run", "retail_daily"], env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     steps = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert {"step": "spark.started", "master": spark_standalone}.items() <= next(

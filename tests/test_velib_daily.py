@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import FIXTURES, run_cli
 
-from cronlake_runtime import settings as settings_module
-from cronlake_runtime.mongo import data_db, ops_db
-from process import velib_daily
-from process.velib_stats import daily_stats
+from cronlake.core import settings as settings_module
+from cronlake.core.mongo import data_db, ops_db
+from process.velib import daily as velib_daily
+from process.velib.stats import daily_stats
 
 SLICES = [FIXTURES / "velib_batch" / "velib-history-part1.csv", FIXTURES / "velib_batch" / "velib-history-part2.csv"]
 PARIS = ZoneInfo("Europe/Paris")
@@ -120,7 +120,7 @@ def test_daily_statistics_match_plain_python_and_reruns_change_nothing(spark, cr
     run_job("--day", "2022-05-12", "--day", "2022-05-13")
     assert mongo_state() == state
     land(cronlake_env, SLICES[1], name="velib-replayed.csv")
-    result = run_cli([sys.executable, "-m", "cronlake_runtime.run", "velib_daily", "--engine", "sql",
+    result = run_cli([sys.executable, "-m", "cronlake.ops.run", "velib_daily", "--engine", "sql",
                       "--day", "2022-05-12"], cronlake_env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert parquet_rows(spark, cronlake_env) == expected["rows"]

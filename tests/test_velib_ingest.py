@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from conftest import FIXTURES, SHARED_DATA
 
-from ingest.velib_api import RetryPolicy, VelibApiError, get_velib_data, parse_retry_after
-from ingest.velib_records import (
+from ingest.velib.api import RetryPolicy, VelibApiError, get_velib_data, parse_retry_after
+from ingest.velib.records import (
     FIELDS,
     RecordError,
     StationIndex,
@@ -30,7 +30,7 @@ from ingest.velib_records import (
     normalise_history_row,
     to_csv_row,
 )
-from ingest.velib_replay import HistoryReplaySource, JsonReplaySource, open_replay
+from ingest.velib.replay import HistoryReplaySource, JsonReplaySource, open_replay
 
 EXPORT = SHARED_DATA / "velib" / "api_v21_export_2024-05-28.json"
 RECORDS_PAGE = SHARED_DATA / "velib" / "api_v21_records_page_2024-04-17.json"

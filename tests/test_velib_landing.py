@@ -15,10 +15,10 @@ from conftest import REPO
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from test_velib_stream import create_topic, snapshots
 
-from cronlake_runtime.lake import open_lake
-from cronlake_runtime.mongo import ops_db
-from cronlake_runtime.settings import load
-from ingest import velib_landing
+from cronlake.core.lake import open_lake
+from cronlake.core.mongo import ops_db
+from cronlake.core.settings import load
+from ingest.velib import landing as velib_landing
 
 GROUP = "cronlake-velib-landing"
 
@@ -63,7 +63,7 @@ def test_crash_between_file_and_commit_lands_the_same_file_once(cronlake_env):
     create_topic(cronlake_env)
     first = snapshots(range(0, 3))  # 120 records: 60 per partition
     produce_to(cronlake_env, split(first))
-    command = [sys.executable, "-m", "cronlake_runtime.run", "velib_land", "--idle-seconds", "2",
+    command = [sys.executable, "-m", "cronlake.ops.run", "velib_land", "--idle-seconds", "2",
                "--pause-before-commit", "60"]
     process = subprocess.Popen(command, env={**os.environ, **cronlake_env},
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
-from cronlake_runtime import settings as settings_module
-from cronlake_runtime.mongo import data_db
-from process import velib_daily, velib_model
+from cronlake.core import settings as settings_module
+from cronlake.core.mongo import data_db
+from process.velib import daily as velib_daily
+from process.velib import model as velib_model
 
 SLICE = FIXTURES / "velib_batch" / "velib-model-slice.csv"
 MAX_GAP_S = 120 * 60

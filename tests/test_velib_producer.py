@@ -16,10 +16,10 @@ from typing import Any
 from conftest import free_port, run_cli
 from test_velib_ingest import GBFS, HISTORY, VelibApiStub, load_export, reference
 
-from cronlake_runtime import settings as settings_module
-from cronlake_runtime.mongo import ops_db
+from cronlake.core import settings as settings_module
+from cronlake.core.mongo import ops_db
 
-PRODUCE = [sys.executable, "-m", "cronlake_runtime.run", "velib_produce"]
+PRODUCE = [sys.executable, "-m", "cronlake.ops.run", "velib_produce"]
 REPLAY = ["--source", "replay", "--replay-file", str(HISTORY)]
 
 

@@ -24,7 +24,7 @@ from conftest import FIXTURES, run_cli
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from ingest.velib_records import normalise_api_record
+from ingest.velib.records import normalise_api_record
 
 SLICE = FIXTURES / "stream" / "api_v21_export_2024-05-28_slice.json"
 PARIS = ZoneInfo("Europe/Paris")
@@ -121,14 +121,14 @@ def assert_documents_match(db, records: list[dict]) -> None:
 
 
 def run_stream(*extra: str) -> int:
-    from process import velib_stream
+    from process.velib import stream as velib_stream
 
     return velib_stream.main(["--trigger-seconds", "0.5", "--until-idle", "2", *extra])
 
 
 def test_live_averages_and_restart_without_double_counting(cronlake_env, spark):
-    from cronlake_runtime import settings as settings_module
-    from cronlake_runtime.mongo import data_db, ops_db
+    from cronlake.core import settings as settings_module
+    from cronlake.core.mongo import data_db, ops_db
 
     settings = settings_module.load()
     create_topic(cronlake_env)
@@ -157,9 +157,9 @@ def test_live_averages_and_restart_without_double_counting(cronlake_env, spark):
 
 def test_replayed_batch_changes_nothing(cronlake_env, spark):
     """A crash after MongoDB writes but before Spark commits the batch: the batch runs again, nothing counts twice."""
-    from cronlake_runtime import settings as settings_module
-    from cronlake_runtime.lake import open_lake
-    from cronlake_runtime.mongo import data_db
+    from cronlake.core import settings as settings_module
+    from cronlake.core.lake import open_lake
+    from cronlake.core.mongo import data_db
 
     settings = settings_module.load()
     create_topic(cronlake_env)
@@ -178,10 +178,10 @@ def test_replayed_batch_changes_nothing(cronlake_env, spark):
 
 
 def test_watchdog_starts_the_stream_once(cronlake_env):
-    from cronlake_runtime.runner import JobLock
+    from cronlake.core.runner import JobLock
 
     state = Path(cronlake_env["CRONLAKE_STATE_DIR"])
-    watchdog = [sys.executable, "-m", "cronlake_runtime.run", "velib_stream_watchdog", "--", "--trigger-seconds", "1"]
+    watchdog = [sys.executable, "-m", "cronlake.ops.run", "velib_stream_watchdog", "--", "--trigger-seconds", "1"]
     result = run_cli(watchdog, cronlake_env)
     assert result.returncode == 0, result.stderr
     started = [json.loads(line) for line in result.stdout.splitlines() if '"watchdog.started"' in line]
@@ -206,7 +206,7 @@ def test_watchdog_starts_the_stream_once(cronlake_env):
 
 
 def test_max_offsets_per_trigger_is_shared_by_backlog():
-    from process.kafka_source import split_limit
+    from cronlake.core.kafka_source import split_limit
 
     start, available = {"0": 0, "1": 10, "2": 7}, {"0": 100, "1": 20, "2": 7}
     ends = split_limit(start, available, 55)

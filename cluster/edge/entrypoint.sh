@@ -20,7 +20,7 @@ rm -f "${ready_file}"
 cd "${kit_dir}"
 
 log "effective settings (exits 2 on a bad one):"
-python -m cronlake_runtime.settings
+python -m cronlake.core.settings
 mkdir -p "${CRONLAKE_STATE_DIR}"
 
 # A restarted NameNode stays read-only (safe mode) until the DataNodes have reported their blocks.
@@ -52,14 +52,14 @@ for name in $(compgen -e | grep '^CRONLAKE_' | grep -vx CRONLAKE_ENV_FILE); do
 done >"${settings_file}"
 umask 022
 {
-  echo "# Written by cluster/edge/entrypoint.sh at every start; cronlake_runtime.schedules adds the jobs below."
+  echo "# Written by cluster/edge/entrypoint.sh at every start; cronlake.ops.schedules adds the jobs below."
   for name in HADOOP_HOME HADOOP_CONF_DIR HADOOP_USER_NAME SPARK_CONF_DIR PYSPARK_PYTHON PYSPARK_DRIVER_PYTHON TZ; do
     printf '%s=%s\n' "${name}" "${!name:?${name} must be set in the edge image or service}"
   done
 } >"${cron_file}"
 
 log "installing the cron schedules into ${cron_file}"
-python -m cronlake_runtime.schedules install --cron-file "${cron_file}" --settings-file "${settings_file}"
+python -m cronlake.ops.schedules install --cron-file "${cron_file}" --settings-file "${settings_file}"
 # cron ignores files in /etc/cron.d that are group- or world-writable.
 chmod 0644 "${cron_file}"
 

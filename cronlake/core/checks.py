@@ -1,0 +1,69 @@
+"""Fail-fast reachability checks: each raises SettingError naming the setting whose server does not answer."""
+
+from __future__ import annotations
+
+import socket
+
+from cronlake.core.settings import SettingError, Settings, mask_secret
+
+TIMEOUT_S = 3.0
+
+
+def require_kafka(settings: Settings, timeout_s: float = TIMEOUT_S) -> None:
+    """A Kafka broker answers an API-versions request at one of the bootstrap servers."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap.split(","),
+            request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            client_id="cronlake-check",
+        )
+        admin.close()
+    except (KafkaError, OSError, ValueError) as exc:
+        raise SettingError(
+            f"CRONLAKE_KAFKA_BOOTSTRAP: no Kafka broker answers at {settings.kafka_bootstrap} ({type(exc).__name__})"
+        ) from None
+
+
+def require_mongo(settings: Settings, timeout_s: float = TIMEOUT_S) -> None:
+    """MongoDB answers a ping with these credentials."""
+    from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+
+    from cronlake.core.mongo import client
+
+    try:
+        client(settings, timeout_s=timeout_s).admin.command("ping")
+    except (ConfigurationError, OperationFailure) as exc:
+        raise SettingError(f"CRONLAKE_MONGO_URI: {mask_secret(settings.mongo_uri)} refused: {exc}") from None
+    except PyMongoError as exc:
+        raise SettingError(
+            f"CRONLAKE_MONGO_URI: no MongoDB answers at {mask_secret(settings.mongo_uri)} ({type(exc).__name__})"
+        ) from None
+
+
+def require_lake(settings: Settings) -> None:
+    """The lake root is reachable and writable-looking (a local folder, or a WebHDFS that answers)."""
+    from cronlake.core.lake import open_lake
+
+    try:
+        open_lake(settings).list("landing")
+    except Exception as exc:  # noqa: BLE001 - any failure here means the lake setting is unusable
+        setting = "CRONLAKE_WEBHDFS_URL" if settings.lake_scheme == "hdfs" else "CRONLAKE_LAKE_ROOT"
+        raise SettingError(f"{setting}: the lake at {settings.lake_root} does not answer ({exc})") from None
+
+
+def require_all(settings: Settings) -> None:
+    require_lake(settings)
+    require_mongo(settings)
+    require_kafka(settings)
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False

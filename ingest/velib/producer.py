@@ -1,0 +1,308 @@
+"""Velib producer (job `velib_produce`, every minute under cron): station snapshots → Kafka, each exactly once.
+
+One run: fetch the stations from the live API (`--source api`) or a recorded file (`--source replay
+--replay-file PATH`), normalise them (rows that do not fit go to `quarantine/velib_api/<run id>.rejects.jsonl`
+in the lake with their reason), drop snapshots already sent, and produce the rest to `settings.velib_topic`
+(key = station code, value = the record as JSON, `acks=all`, idempotent when the broker supports it).
+
+Exactly once across runs, restarts and outages rests on two small files under `<state>/velib/`:
+- `sent/<topic>.json`: the last `reported_at` sent to the topic per station. A snapshot (station, reported_at)
+  not newer than it is skipped (counted as a duplicate, or as stale when older). It is updated only for
+  records Kafka acknowledged.
+- `spool/<topic>/*.jsonl`: records Kafka did not acknowledge (down or failing). The run then fails with a clear
+  message; the next run sends the spool before new records, and deletes it only once the state is saved.
+Both are written atomically (temporary file + rename). The one window left is Kafka storing a record whose
+acknowledgement is lost: it is spooled and sent again (at-least-once at that edge).
+
+    python -m cronlake.ops.run velib_produce [--source api|replay] [--replay-file PATH] [--nrows N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cronlake.core.lake import LocalLake
+from cronlake.core.runner import JobError, RunContext, run_job
+from cronlake.core.settings import Settings
+from ingest.velib.api import ApiSource, RetryPolicy, VelibApiError, VelibSource
+from ingest.velib.records import RecordError
+from ingest.velib.replay import open_replay
+
+QUARANTINE_SOURCE = "velib_api"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="velib_produce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", choices=("api", "replay"), default="api",
+                        help="live Explore API v2.1 at CRONLAKE_VELIB_API_URL (default) or a recorded file")
+    parser.add_argument("--replay-file", type=Path,
+                        help="recorded file for --source replay: the CSV history (.csv/.csv.gz; one snapshot per "
+                             "run) or a v2.1 JSON answer (records page or export list)")
+    parser.add_argument("--gbfs", type=Path, action="append", default=[],
+                        help="GBFS station_information.json for a history replay (repeatable, first wins; "
+                             "default: gbfs_*/station_information.json next to the replay file)")
+    parser.add_argument("--stations-export", type=Path, action="append", default=[],
+                        help="v2.1 export giving zones for a history replay (default: the newest "
+                             "api_v21_export_*.json next to the replay file)")
+    parser.add_argument("--nrows", type=int, default=None, help="fetch at most N stations (default: all)")
+    parser.add_argument("--http-timeout", type=float, default=10.0, help="API request timeout, seconds")
+    parser.add_argument("--http-attempts", type=int, default=4, help="tries per API request")
+    parser.add_argument("--http-backoff", type=float, default=1.0,
+                        help="first wait between API tries, seconds (doubles each time, capped at 30)")
+    parser.add_argument("--kafka-timeout", type=float, default=10.0,
+                        help="seconds to reach the broker and for one request")
+    parser.add_argument("--send-timeout", type=float, default=30.0,
+                        help="seconds for all records to be acknowledged before they are spooled")
+    parser.add_argument("--partitions", type=int, default=3, help="partitions of the topic if it is created")
+    parser.add_argument("--replication-factor", type=int, default=1, help="replication of a created topic")
+    return parser
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+
+
+def snapshot_key(record: Mapping[str, Any]) -> tuple[str, str]:
+    return record["station_code"], record["reported_at"]
+
+
+class SentState:
+    """The last `reported_at` acknowledged per station, in `<state>/velib/sent/<topic>.json`."""
+
+    def __init__(self, store: LocalLake, topic: str):
+        self.store = store
+        self.path = f"sent/{topic}.json"
+        self.last: dict[str, str] = {}
+        if store.exists(self.path):
+            self.last = json.loads(store.read_text(self.path))["last_reported_at"]
+
+    def mark(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for record in records:
+            station, reported_at = snapshot_key(record)
+            self.last[station] = max(reported_at, self.last.get(station, ""))
+
+    def save(self) -> None:
+        self.store.put_text(self.path, json.dumps({"last_reported_at": self.last}, sort_keys=True) + "\n")
+
+
+class Spool:
+    """Records waiting for Kafka, as JSON lines in `<state>/velib/spool/<topic>/<run id>.jsonl`."""
+
+    def __init__(self, store: LocalLake, topic: str):
+        self.store = store
+        self.folder = f"spool/{topic}"
+
+    def files(self) -> list[str]:
+        return [f.path for f in self.store.list(self.folder) if f.path.endswith(".jsonl")]
+
+    def read(self, files: Iterable[str]) -> list[dict[str, Any]]:
+        return [json.loads(line) for path in files for line in self.store.read_text(path).splitlines() if line]
+
+    def write(self, run_id: str, records: list[dict[str, Any]]) -> str:
+        path = f"{self.folder}/{run_id}.jsonl"
+        self.store.put_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        return path
+
+    def remove(self, files: Iterable[str]) -> None:
+        for path in files:
+            self.store.delete(path)
+
+
+def select_unsent(records: Iterable[dict[str, Any]], last_sent: Mapping[str, str]
+                  ) -> tuple[list[dict[str, Any]], int, int]:
+    """The records newer than the last one sent for their station, in order; and how many were skipped as
+    duplicates (same reported_at) or as stale (older: the upstream feed sometimes steps back a little)."""
+    latest = dict(last_sent)
+    chosen, duplicates, stale = [], 0, 0
+    for record in records:
+        station, reported_at = snapshot_key(record)
+        last = latest.get(station, "")
+        if reported_at == last:
+            duplicates += 1
+        elif reported_at < last:
+            stale += 1
+        else:
+            latest[station] = reported_at
+            chosen.append(record)
+    return chosen, duplicates, stale
+
+
+@dataclass
+class SendResult:
+    acknowledged: list[bool]
+    error: str | None = None
+    idempotent: bool | None = None
+    partitions: dict[int, int] = field(default_factory=dict)
+
+
+def ensure_topic(settings: Settings, partitions: int, replication_factor: int, timeout_ms: int) -> bool:
+    """Create the topic if it is missing; return whether this call created it."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="cronlake-velib-admin",
+                             request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+    try:
+        if settings.velib_topic in admin.list_topics():
+            return False
+        admin.create_topics([NewTopic(settings.velib_topic, partitions, replication_factor)])
+        return True
+    except TopicAlreadyExistsError:
+        return False
+    finally:
+        admin.close()
+
+
+def send(settings: Settings, records: list[dict[str, Any]], kafka_timeout_s: float, send_timeout_s: float
+         ) -> SendResult:
+    """Produce `records` in order and report, per record, whether Kafka acknowledged it."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    timeout_ms = int(kafka_timeout_s * 1000)
+    delivery_timeout_ms = max(int(send_timeout_s * 1000), timeout_ms + 20)
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="cronlake-velib-producer",
+            acks="all", linger_ms=20, key_serializer=str.encode,
+            value_serializer=lambda r: json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+            bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms, max_block_ms=timeout_ms,
+            delivery_timeout_ms=delivery_timeout_ms,
+        )
+    except (KafkaError, OSError) as exc:
+        return SendResult([False] * len(records), describe(exc))
+    result = SendResult([False] * len(records), idempotent=bool(producer.config["enable_idempotence"]))
+    futures = []
+    try:
+        for record in records:
+            futures.append(producer.send(settings.velib_topic, key=record["station_code"], value=record))
+    except KafkaError as exc:
+        result.error = describe(exc)
+    try:
+        # longer than the delivery timeout, so every record ends acknowledged or failed (then spooled), none
+        # still in flight; also for the records queued before a failed send
+        producer.flush(timeout=(delivery_timeout_ms + timeout_ms) / 1000)
+    except KafkaError as exc:
+        result.error = result.error or describe(exc)
+    for index, future in enumerate(futures):
+        if future.is_done and future.succeeded():
+            result.acknowledged[index] = True
+            partition = future.value.partition
+            result.partitions[partition] = result.partitions.get(partition, 0) + 1
+        elif result.error is None:
+            result.error = describe(future.exception) if future.is_done else (
+                f"not acknowledged within {send_timeout_s:g}s")
+    try:
+        producer.close(timeout=kafka_timeout_s)
+    except KafkaError as exc:  # the spool must still be written
+        result.error = result.error or describe(exc)
+    return result
+
+
+def build_source(args: argparse.Namespace, settings: Settings) -> VelibSource:
+    if args.source == "api":
+        retry = RetryPolicy(attempts=args.http_attempts, backoff_s=args.http_backoff, timeout_s=args.http_timeout)
+        return ApiSource(settings.velib_api_url, retry)
+    if args.replay_file is None:
+        raise JobError("--source replay needs --replay-file PATH")
+    try:
+        return open_replay(args.replay_file, settings.state_path / "velib", args.gbfs, args.stations_export)
+    except (FileNotFoundError, ValueError, RecordError) as exc:
+        raise JobError(f"replay source: {exc}") from None
+
+
+def normalise_all(context: RunContext, source: VelibSource, raw_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Normalise the fetched rows; quarantine the ones that do not fit, with their reason."""
+    records, rejects = [], []
+    for raw in raw_rows:
+        try:
+            records.append(source.normalise(raw))
+        except RecordError as exc:
+            rejects.append({"reason": exc.reason, "record": raw})
+    if rejects:
+        path = f"quarantine/{QUARANTINE_SOURCE}/{context.run_id}.rejects.jsonl"
+        context.lake.put_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rejects))
+        reasons: dict[str, int] = {}
+        for reject in rejects:
+            reasons[reject["reason"]] = reasons.get(reject["reason"], 0) + 1
+        context.log("quarantine", path=path, records=len(rejects), reasons=dict(list(reasons.items())[:10]))
+    context.count("records_quarantined", len(rejects))
+    return sorted(records, key=lambda r: r["reported_at"])
+
+
+def run(context: RunContext, args: argparse.Namespace) -> None:
+    settings = context.settings
+    for name in ("rows_in", "rows_out", "records_quarantined", "sent", "sent_from_spool", "skipped_duplicates",
+                 "skipped_stale", "spooled"):
+        context.count(name, 0)
+    store = LocalLake(settings.state_path / "velib")
+    source = build_source(args, settings)
+    state, spool = SentState(store, settings.velib_topic), Spool(store, settings.velib_topic)
+    spool_files = spool.files()
+    spooled = sorted(spool.read(spool_files), key=lambda r: r["reported_at"])
+    if spool_files:
+        context.log("spool.found", files=len(spool_files), records=len(spooled))
+
+    fetch_error = None
+    fresh: list[dict[str, Any]] = []
+    try:
+        raw_rows = source.fetch(args.nrows)
+        context.count("rows_in", len(raw_rows))
+        context.log("fetch", source=args.source, rows=len(raw_rows))
+        fresh = normalise_all(context, source, raw_rows)
+    except VelibApiError as exc:
+        fetch_error = str(exc)
+        context.log("fetch.failed", error=fetch_error)
+
+    batch, duplicates, stale = select_unsent([*spooled, *fresh], state.last)
+    context.count("skipped_duplicates", duplicates)
+    context.count("skipped_stale", stale)
+    send_error = deliver(context, args, batch, {snapshot_key(r) for r in spooled}, state, spool) if batch else None
+    spool.remove(spool_files)
+    if send_error:
+        raise JobError(send_error)
+    if fetch_error:
+        raise JobError(f"Velib API: {fetch_error}")
+
+
+def deliver(context: RunContext, args: argparse.Namespace, batch: list[dict[str, Any]],
+            from_spool: set[tuple[str, str]], state: SentState, spool: Spool) -> str | None:
+    """Send the batch; spool what Kafka did not acknowledge, then save the state; return the failure, if any."""
+    settings = context.settings
+    try:
+        ensure_topic(settings, args.partitions, args.replication_factor, int(args.kafka_timeout * 1000))
+        result = send(settings, batch, args.kafka_timeout, args.send_timeout)
+    except Exception as exc:  # noqa: BLE001 - whatever Kafka raises, the batch must reach the spool
+        result = SendResult([False] * len(batch), describe(exc))
+    acknowledged = [r for r, ok in zip(batch, result.acknowledged, strict=True) if ok]
+    pending = [r for r, ok in zip(batch, result.acknowledged, strict=True) if not ok]
+    context.count("rows_out", len(acknowledged))
+    context.count("sent", len(acknowledged))
+    context.count("sent_from_spool", sum(1 for r in acknowledged if snapshot_key(r) in from_spool))
+    context.log("kafka.sent", topic=settings.velib_topic, acknowledged=len(acknowledged), pending=len(pending),
+                idempotent=result.idempotent, partitions=result.partitions)
+    error = None
+    if pending:
+        path = spool.write(context.run_id, pending)
+        context.count("spooled", len(pending))
+        error = (f"Kafka at {settings.kafka_bootstrap} did not acknowledge {len(pending)} of {len(batch)} records "
+                 f"({result.error}); they are spooled in {spool.store.root / path} and the next run sends them first")
+    state.mark(acknowledged)
+    state.save()
+    return error
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job("velib_produce", build_parser(), run, argv, needs=("lake",))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Online-retail transactions: landing CSV → cleaned Parquet by invoice day → daily totals per country in MongoDB.
+
+The smoke pipeline of the kit (claim → process → commit → archive on real data). A file whose header is not
+the UCI Online Retail header is quarantined; rows that do not parse are kept in quarantine as rejects.
+Every row gets a key (source file, its fields, its occurrence in that file): rows already in the dataset are not
+appended again, so a file landed twice adds nothing. Daily totals are recomputed from the whole Parquet dataset
+for the days this run touched, then upserted by (day, country), so reruns and late files never double count.
+
+    python -m cronlake.ops.run retail_daily [--max-files N] [--day YYYY-MM-DD ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+
+from pymongo import UpdateOne
+
+from cronlake.core.mongo import data_db
+from cronlake.core.protocol import Claim, run_batch
+from cronlake.core.runner import RunContext, run_job
+
+SOURCE = "retail"
+DATASET = "retail_transactions"
+COLLECTION = "retail_daily"
+HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID",
+          "Country", "TotalPrice"]
+SCHEMA = ("InvoiceNo STRING, StockCode STRING, Description STRING, Quantity INT, InvoiceDate STRING, "
+          "UnitPrice DOUBLE, CustomerID STRING, Country STRING, TotalPrice DOUBLE, _corrupt_record STRING")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retail_daily", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-files", type=int, default=None, help="claim at most N landing files")
+    parser.add_argument("--day", action="append", default=[], type=parse_day, metavar="YYYY-MM-DD",
+                        help="also recompute this invoice day's totals from the processed data (repeatable)")
+    return parser
+
+
+def parse_day(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
+
+
+def process(context: RunContext, claim: Claim) -> list[str]:
+    """Clean and publish the claimed files; return the invoice days they touched."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    spark = context.spark
+    for path in claim.inputs:
+        columns = spark.read.option("header", True).csv(claim.lake.uri(path)).columns
+        if columns != HEADER:
+            claim.quarantine(path, f"unexpected header {columns[:10]}; expected {HEADER}")
+    if not claim.accepted:
+        return []
+
+    raw = (
+        spark.read.option("header", True).option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", "_corrupt_record").schema(SCHEMA)
+        .csv(claim.uris()).withColumn("source_file", F.element_at(F.split(F.input_file_name(), "/"), -1))
+        .withColumn("invoice_time", F.try_to_timestamp("InvoiceDate", F.lit("M/d/yy H:mm")))
+        .cache()
+    )
+    bad = F.col("_corrupt_record").isNotNull() | F.col("invoice_time").isNull() | F.col("Quantity").isNull()
+    rows_in = raw.count()
+    rejects = raw.where(bad).select("source_file", "_corrupt_record", "InvoiceNo", "InvoiceDate").collect()
+    for path in claim.accepted:
+        name = path.rsplit("/", 1)[-1]
+        claim.reject_records(path, [
+            {"reason": "unparseable row", "line": r["_corrupt_record"], "invoice": r["InvoiceNo"],
+             "invoice_date": r["InvoiceDate"]}
+            for r in rejects if r["source_file"] == name
+        ])
+
+    fields = [F.coalesce(F.col(c).cast("string"), F.lit("")) for c in HEADER]
+    same_row = Window.partitionBy("source_file", *HEADER).orderBy(F.monotonically_increasing_id())
+    occurrence = F.row_number().over(same_row)
+    clean = (
+        raw.where(~bad)
+        .withColumn("row_key", F.sha2(F.concat_ws("\u0001", "source_file", *fields, occurrence.cast("string")), 256))
+        .select(
+            F.col("InvoiceNo").alias("invoice_no"), F.col("StockCode").alias("stock_code"),
+            F.col("Description").alias("description"), F.col("Quantity").alias("quantity"),
+            "invoice_time", F.col("UnitPrice").alias("unit_price"), F.col("CustomerID").alias("customer_id"),
+            F.col("Country").alias("country"), (F.col("Quantity") * F.col("UnitPrice")).alias("amount"),
+            F.col("InvoiceNo").startswith("C").alias("is_cancellation"), "source_file", "row_key",
+        )
+        .withColumn("invoice_day", F.date_format("invoice_time", "yyyy-MM-dd"))
+    )
+    days = sorted(r["invoice_day"] for r in clean.select("invoice_day").distinct().collect())
+    if context.lake.list(f"processed/{DATASET}", recursive=True):
+        known = (spark.read.parquet(context.lake.uri(f"processed/{DATASET}"))
+                 .where(F.col("invoice_day").isin(days)).select("row_key"))
+        clean = clean.join(known, "row_key", "left_anti")
+    clean = clean.cache()  # counted, then written: key and anti-join computed once
+    context.count("rows_in", rows_in)
+    context.count("rows_out", clean.count())
+    context.log("process.parsed", rows=rows_in, rejected=len(rejects), days=len(days),
+                partitions=raw.rdd.getNumPartitions())
+    claim.publish_parquet(clean, DATASET, partition_by=["invoice_day"])
+    clean.unpersist()
+    raw.unpersist()
+    return days
+
+
+def upsert_daily_totals(context: RunContext, days: list[str]) -> None:
+    """Recompute the given days from the whole dataset and upsert one document per (day, country)."""
+    from pyspark.sql import functions as F
+
+    if not days or not context.lake.list(f"processed/{DATASET}", recursive=True):
+        context.log("mongo.skipped", reason="no processed data for these days", days=days)
+        return
+    dataset = context.spark.read.parquet(context.lake.uri(f"processed/{DATASET}"))
+    totals = (
+        dataset.where(F.col("invoice_day").isin(days))
+        .groupBy("invoice_day", "country")
+        .agg(
+            F.countDistinct("invoice_no").alias("invoices"),
+            F.count("*").alias("lines"),
+            F.round(F.sum("amount"), 2).alias("revenue"),
+            F.sum(F.col("is_cancellation").cast("int")).alias("cancelled_lines"),
+        )
+        .collect()
+    )
+    collection = data_db(context.settings)[COLLECTION]
+    collection.create_index([("day", 1), ("country", 1)], unique=True)
+    operations = [
+        UpdateOne({"day": str(t["invoice_day"]), "country": t["country"]},
+                  {"$set": {"invoices": t["invoices"], "lines": t["lines"], "revenue": t["revenue"],
+                            "cancelled_lines": t["cancelled_lines"], "run_id": context.run_id}},
+                  upsert=True)
+        for t in totals
+    ]
+    if operations:
+        collection.bulk_write(operations, ordered=False)
+    context.log("mongo.upserted", collection=COLLECTION, documents=len(operations), days=len(days))
+
+
+def run(context: RunContext, args: argparse.Namespace) -> None:
+    """Totals are upserted inside the claim, before commit: inputs are archived only once MongoDB has them."""
+    context.spark  # noqa: B018 - start Spark first so the protocol moves files through Hadoop's FileSystem
+
+    def process_and_upsert(claim: Claim) -> None:
+        upsert_daily_totals(context, sorted(set(process(context, claim)) | set(args.day)))
+
+    if run_batch(context, context.lake, SOURCE, (DATASET,), process_and_upsert, args.max_files) is None:
+        upsert_daily_totals(context, sorted(set(args.day)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job("retail_daily", build_parser(), run, argv, needs=("lake",))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

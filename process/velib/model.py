@@ -1,0 +1,262 @@
+"""Velib "will it be full" model: from the processed snapshots, predict whether a station has no free dock at
+its next snapshot, and publish the model, its evaluation against a naive baseline and the latest predictions.
+
+Examples. For each station, snapshots are ordered by reported_at; the example at snapshot t uses the three
+previous snapshots t-1, t-2, t-3 of the same station. Features: docks_free and bikes at t-1..t-3, capacity,
+the local (Europe/Paris) hour and weekday of t, and the minutes between t-1 and t (sampling is irregular:
+~30-60 min in the history, one minute live, so the model is told how far ahead it predicts). Label: docks_free
+== 0 at t. An example whose four snapshots are not each within `--max-gap-minutes` (default 120) of the next
+is dropped: across a collection outage the lags no longer describe the recent past.
+
+Model: a Spark ML Pipeline, VectorAssembler + RandomForestClassifier. Trees fit the non-linear effects
+(hour × weekday, "almost full" thresholds that depend on capacity) without scaling or one-hot encoding, and
+train in a couple of minutes on a laptop. Split by time: train on t before the cut-off (`--test-from`, default
+the last 20 % of the covered time span), test on t from the cut-off on. The baseline predicts "full at t" iff
+the station was full at t-1. Both are scored with AUC, precision, recall and F1 of the "full" class.
+
+Class imbalance: about 2 % of real snapshots are full. The positive rate of both sides is logged and stored
+with the run. The default keeps the natural class balance, so `probability_full` stays a probability, and
+the decision threshold is the one with the best F1 on the last 20 % of the training period (held out from the
+fit; the test set informs no choice). `--class-weight balanced` reweights the classes instead (probabilities
+then no longer calibrated).
+
+Outputs: the fitted pipeline under `models/velib_full/<version>/` (version = UTC time of the run),
+`velib_model_runs` (metrics, sizes, class balance) and `velib_predictions`: per station, the probability that
+it is full at its next snapshot, from its 3 latest snapshots (next snapshot time = latest + latest interval).
+
+    python -m cronlake.ops.run velib_train [--test-from 2022-05-28T00:00:00Z] [--class-weight balanced]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pymongo import UpdateOne
+
+from cronlake.core.mongo import data_db
+from cronlake.core.runner import JobError, RunContext, run_job
+from process.velib.daily import read_status
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+MODEL = "velib_full"
+LAGS = (1, 2, 3)
+THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)]
+FEATURES = [*(f"docks_free_{k}" for k in LAGS), *(f"bikes_{k}" for k in LAGS), "capacity", "hour", "weekday",
+            "minutes_since_1"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="velib_train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--test-from", type=parse_utc, default=None, metavar="TIME",
+                        help="first snapshot time of the test set, ISO-8601 UTC (default: last 20%% of the time span)")
+    parser.add_argument("--max-gap-minutes", type=float, default=120.0,
+                        help="drop examples whose consecutive snapshots are further apart than this")
+    parser.add_argument("--class-weight", choices=("none", "balanced"), default="none",
+                        help="reweight the classes while training (default: natural balance)")
+    parser.add_argument("--trees", type=int, default=40, help="number of trees")
+    parser.add_argument("--max-depth", type=int, default=8, help="maximum depth of each tree")
+    return parser
+
+
+def parse_utc(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an ISO-8601 time, got {value!r}") from exc
+    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+
+
+def with_next_snapshots(status: DataFrame) -> DataFrame:
+    """Snapshots plus, per station, one row for its next snapshot (`is_next`, no counts): latest + last interval."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    latest_first = Window.partitionBy("station_code").orderBy(F.col("reported_at").desc())
+    columns = ["station_code", "name", "zone", "capacity", "reported_at", "docks_free", "bikes"]
+    latest = (
+        status.withColumn("rank", F.row_number().over(latest_first))
+        .withColumn("previous_at", F.lead("reported_at").over(latest_first))
+        .where((F.col("rank") == 1) & F.col("previous_at").isNotNull())
+    )
+    seconds = 2 * F.col("reported_at").cast("long") - F.col("previous_at").cast("long")
+    following = latest.select(
+        "station_code", "name", "zone", "capacity", F.timestamp_seconds(seconds).alias("reported_at"),
+        F.lit(None).cast("int").alias("docks_free"), F.lit(None).cast("int").alias("bikes"),
+        F.lit(True).alias("is_next"),
+    )
+    return status.select(*columns, F.lit(False).alias("is_next")).unionByName(following)
+
+
+def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float) -> DataFrame:
+    """One row per snapshot t with its 3 previous snapshots as features; label = full at t (null for next rows)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    ordered = Window.partitionBy("station_code").orderBy("reported_at")
+    frame = snapshots.withColumn("at_0", F.col("reported_at").cast("long"))
+    for k in LAGS:
+        frame = (frame.withColumn(f"docks_free_{k}", F.lag("docks_free", k).over(ordered))
+                 .withColumn(f"bikes_{k}", F.lag("bikes", k).over(ordered))
+                 .withColumn(f"at_{k}", F.lag("at_0", k).over(ordered)))
+    gaps_ok = F.lit(True)
+    for k in LAGS:
+        gap = (F.col(f"at_{k - 1}") - F.col(f"at_{k}")) / 60
+        gaps_ok = gaps_ok & gap.isNotNull() & (gap <= max_gap_minutes)
+    local = F.from_utc_timestamp("reported_at", timezone)
+    return (
+        frame.where(gaps_ok)
+        .withColumn("hour", F.hour(local))
+        .withColumn("weekday", F.dayofweek(local))
+        .withColumn("minutes_since_1", (F.col("at_0") - F.col("at_1")) / 60)
+        .withColumn("label", (F.col("docks_free") == 0).cast("double"))
+        .withColumn("baseline", (F.col("docks_free_1") == 0).cast("double"))
+    )
+
+
+def evaluate(scored: DataFrame, score: str, prediction: str) -> dict[str, float]:
+    """AUC of `score`, and precision, recall, F1 of the positive ("full") class for `prediction`."""
+    from pyspark.ml.evaluation import BinaryClassificationEvaluator
+    from pyspark.sql import functions as F
+
+    auc = BinaryClassificationEvaluator(rawPredictionCol=score, labelCol="label", metricName="areaUnderROC")
+    predicted, actual = F.col(prediction) == 1, F.col("label") == 1
+    counts = scored.agg(
+        F.sum((predicted & actual).cast("long")).alias("tp"),
+        F.sum((predicted & ~actual).cast("long")).alias("fp"),
+        F.sum((~predicted & actual).cast("long")).alias("fn"),
+    ).first()
+    tp, fp, fn = (counts[name] or 0 for name in ("tp", "fp", "fn"))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"auc": round(auc.evaluate(scored), 6), "precision": round(precision, 6), "recall": round(recall, 6),
+            "f1": round(f1, 6)}
+
+
+def best_threshold(scored: DataFrame) -> float:
+    """The decision threshold on `probability_full` with the best F1 on `scored` (0.5 if it has no positive)."""
+    from pyspark.sql import functions as F
+
+    actual = F.col("label") == 1
+    sums = []
+    for threshold in THRESHOLDS:
+        predicted = F.col("probability_full") >= threshold
+        sums += [F.sum((predicted & actual).cast("long")).alias(f"tp{threshold}"),
+                 F.sum(predicted.cast("long")).alias(f"p{threshold}")]
+    row = scored.agg(F.sum(actual.cast("long")).alias("positives"), *sums).first()
+    if not row["positives"]:
+        return 0.5
+    f1 = {t: 2 * (row[f"tp{t}"] or 0) / ((row[f"p{t}"] or 0) + row["positives"]) for t in THRESHOLDS}
+    return max(THRESHOLDS, key=lambda t: (f1[t], -abs(t - 0.5)))
+
+
+def class_counts(frame: DataFrame) -> dict[str, int]:
+    from pyspark.sql import functions as F
+
+    row = frame.agg(F.count("*").alias("rows"), F.sum("label").alias("positives")).first()
+    return {"rows": int(row["rows"]), "positives": int(row["positives"] or 0)}
+
+
+def utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def run(context: RunContext, args: argparse.Namespace) -> None:
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import RandomForestClassifier
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    spark = context.spark
+    lake = context.lake
+    rows = examples(with_next_snapshots(read_status(spark, lake)), context.settings.timezone,
+                    args.max_gap_minutes).cache()
+    labelled = rows.where(~F.col("is_next"))
+    span = labelled.agg(F.min("at_0").alias("first"), F.max("at_0").alias("last")).first()
+    if span["first"] is None:
+        raise JobError("no training examples: processed/velib_status is empty or has no 4 close snapshots")
+    test_from = args.test_from or utc(span["first"] + 0.8 * (span["last"] - span["first"]))
+    cut = int(test_from.timestamp())
+    train, test = labelled.where(F.col("at_0") < cut), labelled.where(F.col("at_0") >= cut)
+    sizes = {"train": class_counts(train), "test": class_counts(test)}
+    context.log("examples", test_from=test_from.isoformat(), **{
+        f"{side}_{name}": value for side, counts in sizes.items() for name, value in counts.items()})
+    for side, counts in sizes.items():
+        if counts["positives"] in (0, counts["rows"]):
+            raise JobError(f"the {side} set has {counts['rows']} examples of which {counts['positives']} full: "
+                           "both classes are needed; load more history or move --test-from")
+
+    # The last 20 % of the training period is held out to pick the decision threshold (best F1): with ~2 %
+    # positives, 0.5 on an honest probability is far too strict. The test set never informs any choice.
+    fit_cut = int(span["first"] + 0.8 * (cut - span["first"]))
+    fit, validation = train.where(F.col("at_0") < fit_cut), train.where(F.col("at_0") >= fit_cut)
+    forest = RandomForestClassifier(labelCol="label", featuresCol="features", numTrees=args.trees,
+                                    maxDepth=args.max_depth, seed=7)
+    if args.class_weight == "balanced":
+        positive_rate = sizes["train"]["positives"] / sizes["train"]["rows"]
+        weight = F.when(F.col("label") == 1, 0.5 / positive_rate).otherwise(0.5 / (1 - positive_rate))
+        fit = fit.withColumn("weight", weight)
+        forest = forest.setWeightCol("weight")
+    model = Pipeline(stages=[VectorAssembler(inputCols=FEATURES, outputCol="features"), forest]).fit(fit)
+
+    def probability(frame: DataFrame) -> DataFrame:
+        return model.transform(frame).withColumn("probability_full", vector_to_array("probability")[1])
+
+    threshold = best_threshold(probability(validation))
+    scored = probability(test).withColumn("predicted_full", (F.col("probability_full") >= threshold).cast("double"))
+    metrics = {"model": evaluate(scored, "probability_full", "predicted_full"),
+               "baseline": evaluate(test, "baseline", "baseline")}
+    context.log("evaluated", threshold=threshold, **{f"{who}_{name}": value for who, values in metrics.items()
+                                                     for name, value in values.items()})
+
+    trained_at = datetime.now(UTC)
+    version = trained_at.strftime("%Y%m%dT%H%M%SZ")
+    path = f"models/{MODEL}/{version}"
+    model.write().overwrite().save(lake.uri(path))
+    context.log("model.saved", path=path)
+    train_until = train.agg(F.max("at_0").alias("last")).first()["last"]
+
+    database = data_db(context.settings)
+    database.velib_model_runs.replace_one({"_id": version}, {
+        "version": version, "trained_at": trained_at, "train_until": utc(train_until), "test_from": test_from,
+        "rows_train": sizes["train"]["rows"], "rows_test": sizes["test"]["rows"], "metrics": metrics, "path": path,
+        "positives_train": sizes["train"]["positives"], "positives_test": sizes["test"]["positives"],
+        "positive_rate_test": round(sizes["test"]["positives"] / sizes["test"]["rows"], 6),
+        "classifier": "RandomForestClassifier", "features": FEATURES, "class_weight": args.class_weight,
+        "threshold": threshold, "fit_until": utc(fit_cut),
+        "params": {"trees": args.trees, "max_depth": args.max_depth, "max_gap_minutes": args.max_gap_minutes},
+    }, upsert=True)
+    upsert_predictions(context, probability(rows.where(F.col("is_next"))), threshold, version)
+    context.count("rows_in", sizes["train"]["rows"] + sizes["test"]["rows"])
+    rows.unpersist()
+
+
+def upsert_predictions(context: RunContext, predicted: DataFrame, threshold: float, version: str) -> None:
+    """One document per station: probability that its next snapshot has no free dock."""
+    documents: list[Any] = [
+        UpdateOne({"_id": r["station_code"]}, {"$set": {
+            "station_code": r["station_code"], "name": r["name"], "zone": r["zone"], "at": utc(r["at_0"]),
+            "probability_full": round(float(r["probability_full"]), 6),
+            "predicted_full": r["probability_full"] >= threshold,
+            "model_version": version}}, upsert=True)
+        for r in predicted.select("station_code", "name", "zone", "at_0", "probability_full").collect()
+    ]
+    if documents:
+        data_db(context.settings).velib_predictions.bulk_write(documents, ordered=False)
+    context.count("rows_out", len(documents))
+    context.log("mongo.upserted", collection="velib_predictions", documents=len(documents), model_version=version)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job("velib_train", build_parser(), run, argv, needs=("lake",))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""Velib live averages (job `velib_stream`, long-running): Kafka → Spark Structured Streaming → MongoDB.
+
+Reads the normalised station records from `settings.velib_topic` through the `cronlake_kafka` Python data source
+(`cronlake/core/kafka_source.py`), parses them by schema, and in `foreachBatch` maintains:
+
+- `velib_live_station` (one document per station): latest snapshot, averages of mechanical bikes, e-bikes and
+  free docks since the start of the local day, and over the last hour;
+- `velib_live_zone` (one per commune/arrondissement): the same averages over the zone's samples;
+- `velib_live_buckets` (helper): per station, its newest `reported_at`, the day's running sums and per-minute
+  sums of the last 60 minutes; the two public collections are recomputed from it.
+
+Time is data time: "now" is the newest `reported_at` received, "today" is its Europe/Paris day (`settings.tz`),
+"last hour" the 60 one-minute buckets (UTC) ending with now's minute. A station's record counts once, and only if
+it is newer than the station's last counted one (the producer sends each station snapshot in time order), which
+also makes a micro-batch replayed after a crash change nothing: see docs/streaming.md.
+
+    python -m cronlake.ops.run velib_stream [--trigger-seconds 10] [--until-idle SECONDS] [--max-batches N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pymongo import ReplaceOne
+
+from cronlake.core.mongo import data_db, ops_db
+from cronlake.core.runner import JobError, RunContext, run_job, utcnow
+from ingest.velib.records import BOOL_FIELDS, FIELDS, FLOAT_FIELDS, INT_FIELDS, OPTIONAL_FIELDS
+
+JOB = "velib_stream"
+STATIONS, ZONES, BUCKETS = "velib_live_station", "velib_live_zone", "velib_live_buckets"
+MEASURES = ("mechanical", "ebike", "docks_free")
+WINDOW_MINUTES = 60
+FUTURE_TOLERANCE = timedelta(hours=1)  # a clock that far ahead would freeze "now": such records are skipped
+
+
+def record_schema() -> str:
+    def spark_type(name: str) -> str:
+        return "INT" if name in INT_FIELDS else "BOOLEAN" if name in BOOL_FIELDS else \
+            "DOUBLE" if name in FLOAT_FIELDS else "STRING"
+    return ", ".join(f"{name} {spark_type(name)}" for name in FIELDS)
+
+
+REQUIRED = tuple(name for name in FIELDS if name not in OPTIONAL_FIELDS)
+
+
+@dataclass
+class Sums:
+    """Sample count and sums of the averaged measures."""
+
+    samples: int = 0
+    mechanical: int = 0
+    ebike: int = 0
+    docks_free: int = 0
+
+    def add_record(self, record: Mapping[str, Any]) -> None:
+        self.samples += 1
+        for measure in MEASURES:
+            setattr(self, measure, getattr(self, measure) + record[measure])
+
+    def merge(self, other: Sums) -> None:
+        self.samples += other.samples
+        for measure in MEASURES:
+            setattr(self, measure, getattr(self, measure) + getattr(other, measure))
+
+    def averages(self) -> dict[str, Any]:
+        return {"samples": self.samples,
+                **{f"avg_{m}": getattr(self, m) / self.samples if self.samples else None for m in MEASURES}}
+
+    def as_list(self) -> list[int]:
+        return [self.samples, *(getattr(self, m) for m in MEASURES)]
+
+
+@dataclass
+class StationState:
+    """What the job keeps per station (persisted in `velib_live_buckets`)."""
+
+    station_code: str
+    info: dict[str, Any]
+    latest: dict[str, Any]
+    day: str | None = None
+    day_sums: Sums = field(default_factory=Sums)
+    minutes: dict[datetime, Sums] = field(default_factory=dict)
+    batch_id: int = -1
+
+    @property
+    def reported_at(self) -> datetime:
+        return self.latest["reported_at"]
+
+    def to_document(self, window_start: datetime) -> dict[str, Any]:
+        return {"_id": self.station_code, "info": self.info, "latest": self.latest, "day": self.day,
+                "day_sums": self.day_sums.as_list(), "batch_id": self.batch_id,
+                "minutes": [[minute, *sums.as_list()] for minute, sums in sorted(self.minutes.items())
+                            if minute >= window_start]}
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> StationState:
+        return cls(doc["_id"], doc["info"], doc["latest"], doc["day"], Sums(*doc["day_sums"]),
+                   {minute: Sums(*sums) for minute, *sums in doc["minutes"]}, doc["batch_id"])
+
+
+def minute_of(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def window_start(now: datetime) -> datetime:
+    """First minute of the last-hour window: the 60 one-minute buckets ending with now's minute."""
+    return minute_of(now) - timedelta(minutes=WINDOW_MINUTES - 1)
+
+
+def local_day(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).date().isoformat()
+
+
+def parse_time(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else None
+
+
+class LiveAverages:
+    """The live state of every station, and the documents it implies at data time `now`."""
+
+    def __init__(self, tz: ZoneInfo, states: Iterable[StationState] = ()):
+        self.tz = tz
+        self.states = {state.station_code: state for state in states}
+        self.now = max((s.reported_at for s in self.states.values()), default=None)
+
+    def apply(self, records: list[dict[str, Any]], batch_id: int) -> tuple[dict[str, StationState], int]:
+        """New states of the stations `records` advance (not yet installed) and how many records counted.
+
+        `records` carry `reported_at` as an aware datetime. A record not newer than its station's last one is
+        ignored: a duplicate, a replay of an applied batch, or late data.
+        """
+        now = max([r["reported_at"] for r in records] + ([self.now] if self.now else []), default=None)
+        if now is None:
+            return {}, 0
+        today, start = local_day(now, self.tz), window_start(now)
+        by_station: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for record in records:
+            by_station[record["station_code"]].append(record)
+        changed, counted = {}, 0
+        for code, station_records in by_station.items():
+            old = self.states.get(code)
+            fresh = sorted((r for r in station_records if old is None or r["reported_at"] > old.reported_at),
+                           key=lambda r: r["reported_at"])
+            if not fresh:
+                continue
+            state = StationState(code, {}, {}) if old is None else replace(
+                old, day_sums=replace(old.day_sums), minutes={m: replace(s) for m, s in old.minutes.items()})
+            if state.day != today:
+                state.day, state.day_sums = today, Sums()
+            for record in fresh:
+                if local_day(record["reported_at"], self.tz) == today:
+                    state.day_sums.add_record(record)
+                minute = minute_of(record["reported_at"])
+                if minute >= start:
+                    state.minutes.setdefault(minute, Sums()).add_record(record)
+            state.minutes = {m: sums for m, sums in state.minutes.items() if m >= start}
+            last = fresh[-1]
+            state.info = {"name": last["name"], "zone": last["zone"], "lat": last["lat"], "lon": last["lon"],
+                          "capacity": last["capacity"]}
+            state.latest = {"reported_at": last["reported_at"], "bikes": last["bikes"],
+                            **{m: last[m] for m in MEASURES}, **{f: last[f] for f in BOOL_FIELDS}}
+            state.batch_id = batch_id
+            changed[code] = state
+            counted += len(fresh)
+        return changed, counted
+
+    def install(self, changed: Mapping[str, StationState]) -> None:
+        self.states.update(changed)
+        self.now = max((s.reported_at for s in self.states.values()), default=None)
+
+    def now_after(self, changed: Mapping[str, StationState]) -> datetime | None:
+        return max([s.reported_at for s in changed.values()] + ([self.now] if self.now else []), default=None)
+
+    def summaries(self, states: Mapping[str, StationState], now: datetime) -> tuple[dict, dict]:
+        """(today, last_hour) Sums of every station of `states` at time `now`."""
+        today, start = local_day(now, self.tz), window_start(now)
+        day_sums, hour_sums = {}, {}
+        for code, state in states.items():
+            day_sums[code] = state.day_sums if state.day == today else Sums()
+            hour = Sums()
+            for minute, sums in state.minutes.items():
+                if minute >= start:
+                    hour.merge(sums)
+            hour_sums[code] = hour
+        return day_sums, hour_sums
+
+    def documents(self, changed: Mapping[str, StationState]) -> tuple[list[dict], list[dict]]:
+        """Station and zone documents (without `updated_at`) with `changed` applied."""
+        states = {**self.states, **changed}
+        now = self.now_after(changed)
+        if now is None:
+            return [], []
+        today, since = local_day(now, self.tz), window_start(now)
+        day_sums, hour_sums = self.summaries(states, now)
+        stations = []
+        zone_day: dict[str, Sums] = defaultdict(Sums)
+        zone_hour: dict[str, Sums] = defaultdict(Sums)
+        zone_count: dict[str, int] = defaultdict(int)
+        for code, state in sorted(states.items()):
+            stations.append({"_id": code, "station_code": code, **state.info, "latest": state.latest,
+                             "today": {"day": today, **day_sums[code].averages()},
+                             "last_hour": {**hour_sums[code].averages(), "since": since}})
+            zone = state.info["zone"]
+            zone_count[zone] += 1
+            zone_day[zone].merge(day_sums[code])
+            zone_hour[zone].merge(hour_sums[code])
+        zones = [{"_id": zone, "zone": zone, "stations": zone_count[zone],
+                  "today": {"day": today, **zone_day[zone].averages()},
+                  "last_hour": {**zone_hour[zone].averages(), "since": since}}
+                 for zone in sorted(zone_count)]
+        return stations, zones
+
+
+def load_states(context: RunContext) -> list[StationState]:
+    return [StationState.from_document(doc) for doc in data_db(context.settings)[BUCKETS].find()]
+
+
+class LiveWriter:
+    """Applies micro-batches to MongoDB: public documents first, then the helper states they derive from."""
+
+    def __init__(self, context: RunContext):
+        self.context = context
+        self.db = data_db(context.settings)
+        self.live = LiveAverages(context.settings.tz, load_states(context))
+        self.published: dict[tuple[str, str], dict] = {}
+        self.batches = 0
+        self.last_data = time.monotonic()
+        context.log("stream.state_loaded", stations=len(self.live.states),
+                    now=self.live.now.isoformat() if self.live.now else None)
+
+    def changed_documents(self, collection: str, documents: list[dict]) -> list[dict]:
+        return [doc for doc in documents if self.published.get((collection, doc["_id"])) != doc]
+
+    def write_batch(self, records: list[dict[str, Any]], batch_id: int, malformed: int,
+                    read_seconds: float = 0.0) -> None:
+        started = time.monotonic()
+        changed, counted = self.live.apply(records, batch_id)
+        stations, zones = self.live.documents(changed)
+        stamp = utcnow()
+        written = {}
+        for collection, documents in ((STATIONS, stations), (ZONES, zones)):
+            fresh = self.changed_documents(collection, documents)
+            if fresh:
+                self.db[collection].bulk_write([ReplaceOne({"_id": d["_id"]}, {**d, "updated_at": stamp},
+                                                           upsert=True) for d in fresh], ordered=False)
+            written[collection] = fresh
+        now = self.live.now_after(changed)
+        if changed:
+            start = window_start(now)
+            self.db[BUCKETS].bulk_write([ReplaceOne({"_id": code}, state.to_document(start), upsert=True)
+                                         for code, state in changed.items()], ordered=False)
+        self.live.install(changed)
+        for collection, documents in written.items():
+            self.published.update({(collection, d["_id"]): d for d in documents})
+        ops_db(self.context.settings).heartbeats.update_one(
+            {"_id": JOB},
+            {"$set": {"last_batch_at": stamp, "alive_at": stamp, "batch_id": batch_id, "pid": os.getpid(),
+                      "host": socket.gethostname(), "run_id": self.context.run_id}}, upsert=True)
+        self.batches += 1
+        if records or malformed:
+            self.last_data = time.monotonic()
+        self.context.count("rows_in", len(records) + malformed)
+        self.context.count("rows_out", counted)
+        self.context.count("records_quarantined", malformed)
+        self.context.count("batches")
+        self.context.log("stream.batch", batch_id=batch_id, records=len(records), counted=counted,
+                         ignored=len(records) - counted, malformed=malformed, stations_written=len(written[STATIONS]),
+                         zones_written=len(written[ZONES]), now=now.isoformat() if now else None,
+                         read_seconds=round(read_seconds, 3), write_seconds=round(time.monotonic() - started, 3))
+
+    def alive(self) -> None:
+        ops_db(self.context.settings).heartbeats.update_one(
+            {"_id": JOB}, {"$set": {"alive_at": utcnow(), "pid": os.getpid(), "host": socket.gethostname(),
+                                   "run_id": self.context.run_id}}, upsert=True)
+
+
+def valid_records(rows: Iterable[Mapping[str, Any]], horizon: datetime) -> tuple[list[dict[str, Any]], int]:
+    """Rows with every required field and a parseable `reported_at` not beyond `horizon`; and the others' count."""
+    good, bad = [], 0
+    for row in rows:
+        record = dict(row)
+        moment = parse_time(record["reported_at"]) if record.get("reported_at") else None
+        if moment is None or moment > horizon or any(record.get(name) is None for name in REQUIRED):
+            bad += 1
+            continue
+        record["reported_at"] = moment
+        good.append(record)
+    return good, bad
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=JOB, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trigger-seconds", type=float, default=10.0, help="micro-batch interval (default 10)")
+    parser.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
+                        help="stop after SECONDS without new data (demos, tests, benchmarks); default: run forever")
+    parser.add_argument("--max-batches", type=int, default=None, help="stop after N micro-batches")
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=50000,
+                        help="read at most N messages per micro-batch (default 50000)")
+    parser.add_argument("--starting-offsets", choices=("earliest", "latest"), default="earliest",
+                        help="where a query without checkpoint starts (default earliest)")
+    return parser
+
+
+def run(context: RunContext, args: argparse.Namespace) -> None:
+    from pyspark.sql import functions as F
+
+    from cronlake.core.kafka_source import SOURCE_NAME, KafkaDataSource
+
+    spark = context.spark
+    spark.dataSource.register(KafkaDataSource)
+    writer = LiveWriter(context)
+    checkpoint = context.lake.uri(f"checkpoints/{JOB}")
+    messages = (
+        spark.readStream.format(SOURCE_NAME)
+        .option("bootstrap", context.settings.kafka_bootstrap).option("topic", context.settings.velib_topic)
+        .option("startingOffsets", args.starting_offsets)
+        .option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger)).load()
+    )
+    parsed = messages.select(F.from_json("value", record_schema()).alias("r")).select("r.*")
+
+    def on_batch(batch: Any, batch_id: int) -> None:
+        started = time.monotonic()
+        rows = batch.toArrow().to_pylist()  # Arrow: much cheaper than collect() for thousands of rows
+        records, malformed = valid_records(rows, utcnow() + FUTURE_TOLERANCE)
+        writer.write_batch(records, batch_id, malformed, read_seconds=time.monotonic() - started)
+
+    query = (parsed.writeStream.queryName(JOB).foreachBatch(on_batch).option("checkpointLocation", checkpoint)
+             .trigger(processingTime=f"{args.trigger_seconds} seconds").start())
+    context.log("stream.started", topic=context.settings.velib_topic, checkpoint=checkpoint,
+                trigger_seconds=args.trigger_seconds)
+    last_alive = writer.last_data = time.monotonic()
+    try:
+        while query.isActive:
+            query.awaitTermination(timeout=1)
+            if time.monotonic() - last_alive >= args.trigger_seconds:
+                writer.alive()
+                last_alive = time.monotonic()
+            if args.max_batches is not None and writer.batches >= args.max_batches:
+                context.log("stream.stop", reason="max batches", batches=writer.batches)
+                break
+            idle = time.monotonic() - writer.last_data
+            if args.until_idle is not None and idle >= args.until_idle and not query.status["isDataAvailable"]:
+                context.log("stream.stop", reason="idle", idle_seconds=args.until_idle, batches=writer.batches)
+                break
+    finally:
+        query.stop()
+    if query.exception() is not None:
+        raise JobError(f"streaming query failed: {query.exception()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(JOB, build_parser(), run, argv, needs=("kafka", "lake"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
