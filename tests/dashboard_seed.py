@@ -72,13 +72,13 @@ def seed_daily(settings: Settings, records: list[dict[str, Any]]) -> None:
     lake = open_lake(settings)
     lake.put_text("landing/velib/velib-slice.csv", csv_text(records))
     lake.put_text("landing/velib/velib-bad-header.csv", csv_text(records[:5], header=["a", "b"]))
-    if velib_daily.main([]) != 0:
+    if velib_daily.JOB.main([]) != 0:
         raise RuntimeError("velib_daily failed while seeding the dashboard tests")
     lake.put_text("landing/velib/velib-waiting.csv", csv_text(records[-40:]))
 
 
 def seed_census() -> None:
-    if census.main([]) != 0:
+    if census.JOB.main([]) != 0:
         raise RuntimeError("lake_census failed while seeding the dashboard tests")
 
 
@@ -91,7 +91,7 @@ def seed_live(settings: Settings, records: list[dict[str, Any]]) -> None:
 
 def seed_model() -> None:
     """The real training job on the processed slice (few small trees: the page is under test, not the model)."""
-    if velib_model.main(["--trees", "8", "--max-depth", "5"]) != 0:
+    if velib_model.JOB.main(["--trees", "8", "--max-depth", "5"]) != 0:
         raise RuntimeError("velib_train failed while seeding the dashboard tests")
 
 

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cronlake.core.jobs import Job
 from cronlake.core.lake import LocalLake
-from cronlake.core.runner import JobError, RunContext, run_job
+from cronlake.core.runner import JobError, RunContext
 from cronlake.core.settings import Settings
 from ingest.velib.api import ApiSource, RetryPolicy, VelibApiError, VelibSource
 from ingest.velib.records import RecordError
@@ -300,9 +301,8 @@ def deliver(context: RunContext, args: argparse.Namespace, batch: list[dict[str,
     return error
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_job("velib_produce", build_parser(), run, argv, needs=("lake",))
+JOB = Job("velib_produce", build_parser, run, needs=("lake",))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())
