@@ -28,6 +28,7 @@ from typing import Any
 
 from pymongo import ReplaceOne
 
+from cronlake.contracts import velib
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import ops_db
 from cronlake.core.runner import RunContext
@@ -116,8 +117,8 @@ def seed_ops(settings: Settings) -> None:
         run("velib_stream", 600, "died", "process ended without recording an end"),
         run("velib_stream", 300, "running"),
     ]
-    lag = {"_id": f"cronlake-landing|{settings.velib_topic}", "group": "cronlake-landing",
-           "topic": settings.velib_topic, "lag": 17, "partitions": {"0": 10, "1": 7}, "updated_at": now}
+    lag = {"_id": f"cronlake-landing|{velib.topic(settings)}", "group": "cronlake-landing",
+           "topic": velib.topic(settings), "lag": 17, "partitions": {"0": 10, "1": 7}, "updated_at": now}
     upsert(ops_db(settings).job_runs, runs)
     upsert(ops_db(settings).kafka_lag, [lag])
 

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cronlake.contracts import velib
 from cronlake.core.jobs import Job
 from cronlake.core.kafka_client import end_offsets, new_consumer
 from cronlake.core.lake import Lake
@@ -210,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
     lake = context.lake
-    topic = context.settings.velib_topic
+    topic = velib.topic(context.settings)
     consumer = group_consumer(context, topic, min(args.max_records, 5000))
     try:
         batches = collect(context, consumer, lake, args)

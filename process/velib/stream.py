@@ -1,6 +1,6 @@
 """Velib live averages (job `velib_stream`, long-running): Kafka → Spark Structured Streaming → MongoDB.
 
-Reads the normalised station records from `settings.velib_topic` through the `cronlake_kafka` Python data source
+Reads the normalised station records from `velib.topic(settings)` through the `cronlake_kafka` Python data source
 (`cronlake/core/kafka_source.py`), parses them by schema, and in `foreachBatch` maintains:
 
 - `velib_live_station` (one document per station): latest snapshot, averages of mechanical bikes, e-bikes and
@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 from pymongo import ReplaceOne
 
+from cronlake.contracts import velib
 from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db, ops_db
 from cronlake.core.runner import JobError, RunContext, utcnow
@@ -328,7 +329,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     checkpoint = context.lake.uri(f"checkpoints/{JOB.name}")
     messages = (
         spark.readStream.format(SOURCE_NAME)
-        .option("bootstrap", context.settings.kafka_bootstrap).option("topic", context.settings.velib_topic)
+        .option("bootstrap", context.settings.kafka_bootstrap).option("topic", velib.topic(context.settings))
         .option("startingOffsets", args.starting_offsets)
         .option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger)).load()
     )
@@ -342,7 +343,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
 
     query = (parsed.writeStream.queryName(JOB.name).foreachBatch(on_batch).option("checkpointLocation", checkpoint)
              .trigger(processingTime=f"{args.trigger_seconds} seconds").start())
-    context.log("stream.started", topic=context.settings.velib_topic, checkpoint=checkpoint,
+    context.log("stream.started", topic=velib.topic(context.settings), checkpoint=checkpoint,
                 trigger_seconds=args.trigger_seconds)
     last_alive = writer.last_data = time.monotonic()
     try:
