@@ -15,6 +15,7 @@ from conftest import REPO
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from test_velib_stream import create_topic, snapshots
 
+from cronlake.contracts.velib import STATION
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import ops_db
 from cronlake.core.settings import load
@@ -49,7 +50,7 @@ def rows_of(files: dict[str, bytes]) -> list[tuple[str, ...]]:
     rows = []
     for data in files.values():
         reader = csv.reader(io.StringIO(data.decode("utf-8")))
-        assert tuple(next(reader)) == velib_landing.FIELDS
+        assert tuple(next(reader)) == STATION.names
         rows.extend(tuple(row) for row in reader)
     return rows
 

@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from cronlake.core import checks
+from cronlake.core import checks, sink
 from cronlake.core import settings as settings_module
+from cronlake.core.contracts import Collection
 from cronlake.core.lake import Lake, open_lake, spark_lake
 from cronlake.core.mongo import ops_db
 from cronlake.core.settings import SettingError, Settings
@@ -39,6 +40,15 @@ EXIT_SETTINGS = 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; cron simply tries again next time
 
 COUNTERS = ("rows_in", "rows_out", "records_quarantined", "files_archived", "files_quarantined")
+# One document per run (`_id` = run id), inserted at start and completed at the end: the lineage of every output.
+JOB_RUNS = Collection(
+    "job_runs", key=("_id",), produced_by="every job", database="ops",
+    indexes=(("job", "-started_at"), ("status", "-started_at")),
+    fields=("job", "args", "host", "pid", "started_at", "ended_at", "status", *COUNTERS, "error", "duration_s",
+            "extra"))
+# One document per long-running job (`_id` = its name): when it last finished a batch and last said it was alive.
+HEARTBEATS = Collection("heartbeats", key=("_id",), produced_by="a long-running job", database="ops",
+                        fields=("last_batch_at", "alive_at", "batch_id", "pid", "host", "run_id"))
 
 
 class JobError(Exception):
@@ -153,11 +163,10 @@ class RunRecords:
     """`job_runs` documents: one per run, inserted at start, completed at the end."""
 
     def __init__(self, settings: Settings):
-        self.collection = ops_db(settings).job_runs
+        self.collection = ops_db(settings)[JOB_RUNS.name]
 
     def ensure_indexes(self) -> None:
-        self.collection.create_index([("job", 1), ("started_at", -1)])
-        self.collection.create_index([("status", 1)])
+        sink.ensure_indexes(self.collection.database, JOB_RUNS)
 
     @staticmethod
     def new_record(job: str, run_id: str, arguments: list[str], status: str, error: str | None) -> dict[str, Any]:

@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cronlake.contracts import velib
+from cronlake.contracts.velib import STATION
+from cronlake.core import sink
+from cronlake.core.contracts import RecordError
 from cronlake.core.jobs import Job
-from cronlake.core.kafka_client import end_offsets, new_consumer
+from cronlake.core.kafka_client import KAFKA_LAG, end_offsets, new_consumer
 from cronlake.core.lake import Lake
 from cronlake.core.mongo import ops_db
 from cronlake.core.runner import RunContext, utcnow
-from ingest.velib.records import FIELDS, RecordError, from_csv_row, to_csv_row
 
 GROUP = "cronlake-velib-landing"
 SOURCE = "velib"
@@ -68,21 +70,21 @@ def parse_message(value: bytes | None) -> dict[str, Any]:
         raise RecordError(f"not JSON: {exc}") from None
     if not isinstance(document, Mapping):
         raise RecordError(f"not a JSON object: {type(document).__name__}")
-    missing = [name for name in FIELDS if name not in document]
+    missing = [name for name in STATION.names if name not in document]
     if missing:
         raise RecordError(f"missing fields {missing}")
-    return from_csv_row(to_csv_row(document))
+    return STATION.from_csv_row(STATION.to_csv_row(document))
 
 
 def render(batch: Batch) -> tuple[bytes, list[dict[str, Any]]]:
     """The CSV file of a batch's valid records and the rejects of its malformed ones."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(FIELDS)
+    writer.writerow(STATION.csv_header())
     rejects = []
     for message in batch.messages:
         try:
-            writer.writerow(to_csv_row(parse_message(message.value)))
+            writer.writerow(STATION.to_csv_row(parse_message(message.value)))
         except RecordError as exc:
             rejects.append({"reason": exc.reason, "topic": batch.topic, "partition": batch.partition,
                             "offset": message.offset,
@@ -189,10 +191,8 @@ def record_lag(context: RunContext, consumer: Any, topic: str) -> dict[str, int]
     finally:
         probe.close()
     lag = {str(tp.partition): max(ends[tp] - (consumer.committed(tp) or 0), 0) for tp in partitions}
-    ops_db(context.settings).kafka_lag.update_one(
-        {"_id": f"{GROUP}|{topic}"},
-        {"$set": {"group": GROUP, "topic": topic, "lag": sum(lag.values()), "partitions": lag,
-                  "updated_at": utcnow()}}, upsert=True)
+    sink.upsert(ops_db(context.settings), KAFKA_LAG, [
+        {"group": GROUP, "topic": topic, "lag": sum(lag.values()), "partitions": lag, "updated_at": utcnow()}])
     return lag
 
 
