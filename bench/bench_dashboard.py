@@ -155,15 +155,13 @@ def main(argv: list[str] | None = None) -> int:
 
         from cronlake.contracts import velib
         from cronlake.core import sink
-        from cronlake.core.kafka_client import KAFKA_LAG
-        from cronlake.core.runner import HEARTBEATS, JOB_RUNS
-        from cronlake.ops.census import LAKE_CENSUS
+        from cronlake.core.opsdb import OPS_COLLECTIONS
         from dashboard import store
         from dashboard.app import app  # noqa: F401 - registers the pages and their callbacks
         from dashboard.pages import health
         from dashboard.pages.velib import extremes, live, model, station, zones
 
-        for collection in (*velib.COLLECTIONS, JOB_RUNS, HEARTBEATS, KAFKA_LAG, LAKE_CENSUS):  # as the jobs do
+        for collection in (*velib.COLLECTIONS, *OPS_COLLECTIONS):  # as the jobs do
             sink.ensure_indexes(sink.database(settings, collection), collection)
 
         def forget_options() -> None:

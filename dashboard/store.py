@@ -25,11 +25,9 @@ from cronlake.contracts import velib
 from cronlake.contracts.velib import LIVE_STATION, LIVE_ZONE, MODEL_RUNS, PREDICTIONS, STATION_DAILY, ZONE_DAILY
 from cronlake.core import settings as settings_module
 from cronlake.core.contracts import Collection
-from cronlake.core.kafka_client import KAFKA_LAG
 from cronlake.core.mongo import data_db, ops_db
-from cronlake.core.runner import HEARTBEATS, JOB_RUNS
+from cronlake.core.opsdb import HEARTBEATS, JOB_RUNS, KAFKA_LAG, LAKE_CENSUS
 from cronlake.core.settings import Settings, mask_secret
-from cronlake.ops.census import LAKE_CENSUS
 
 RUN = "python -m cronlake.ops.run"
 

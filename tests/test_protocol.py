@@ -21,6 +21,7 @@ from conftest import FIXTURES, REPO
 from pymongo import MongoClient
 from retail_expected import daily_totals, parse_rows
 
+from cronlake.contracts import retail
 from process.retail import daily as retail_daily
 
 GOOD_FILES = ["retail_part1.csv", "retail_part2.csv", "retail_part3.csv"]
@@ -43,14 +44,14 @@ def files_in(env: dict[str, str], zone: str) -> list[str]:
 
 
 def parquet_rows(env: dict[str, str]) -> list[tuple]:
-    dataset = lake_root(env) / "processed" / retail_daily.DATASET
+    dataset = lake_root(env) / "processed" / retail.TRANSACTIONS.name
     table = pq.read_table(dataset, partitioning="hive")
     columns = ["invoice_no", "stock_code", "quantity", "invoice_time", "unit_price", "customer_id", "country"]
     return sorted(tuple(str(row[c]) for c in columns) for row in table.select(columns).to_pylist())
 
 
 def mongo_totals(env: dict[str, str]) -> dict[tuple[str, str], dict]:
-    collection = MongoClient(env["CRONLAKE_MONGO_URI"])[env["CRONLAKE_MONGO_DB"]][retail_daily.COLLECTION]
+    collection = MongoClient(env["CRONLAKE_MONGO_URI"])[env["CRONLAKE_MONGO_DB"]][retail.DAILY.name]
     return {(d["day"], d["country"]): {k: d[k] for k in ("invoices", "lines", "revenue", "cancelled_lines")}
             for d in collection.find()}
 
@@ -70,7 +71,7 @@ def assert_clean_end_state(env: dict[str, str]) -> None:
     assert mongo_totals(env) == daily_totals([FIXTURES / "retail" / n for n in GOOD_FILES])
     assert files_in(env, "archive") == sorted(GOOD_FILES), "every input archived exactly once"
     assert files_in(env, "landing") == []
-    staging = lake_root(env) / "processed" / retail_daily.DATASET / "_staging"
+    staging = lake_root(env) / "processed" / retail.TRANSACTIONS.name / "_staging"
     assert not staging.exists() or not any(staging.iterdir()), "no staging left behind"
 
 

@@ -175,7 +175,7 @@ def test_malformed_rows_and_wrong_header_are_quarantined(spark, cronlake_env, tm
     reasons = sorted(r["reason"].split(" (")[0] for r in rejects)
     assert reasons == ["negative count", "reported_at is not an ISO-8601 UTC time", "unparseable row",
                        "unparseable row"]
-    assert sorted(r["station_code"] for r in rejects) == sorted(row[0] for row in broken)
+    assert sorted(r["record"]["station_code"] for r in rejects) == sorted(row[0] for row in broken)
     run = ops_db(settings_module.load()).job_runs.find_one({"job": "velib_daily"})
     assert run["records_quarantined"] == len(broken) and run["files_quarantined"] == 1
     assert parquet_rows(spark, cronlake_env) == len({(r[0], r[10]) for r in good[4:]})

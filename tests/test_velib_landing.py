@@ -122,7 +122,7 @@ def test_malformed_messages_quarantined_and_lag_recorded(cronlake_env):
     assert positions[0] + positions[1] == 33, "exactly the records read were committed"
     p0 = f"{topic}-p0-o000000000000-{positions[0] - 1:012d}.csv"
     rejects = [json.loads(line) for line in lake.read_text(f"quarantine/velib/{p0}.rejects.jsonl").splitlines()]
-    assert [r["offset"] for r in rejects] == [0, 1, 2]
+    assert [r["origin"]["offset"] for r in rejects] == [0, 1, 2]
     assert "not JSON" in rejects[0]["reason"] and "missing" in rejects[1]["reason"]
     assert "mechanical" in rejects[2]["reason"]
 

@@ -5,12 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from cronlake.core.contracts import Collection
-
-# One document per (consumer group, topic): how far the group's committed offsets trail the partitions' ends.
-KAFKA_LAG = Collection("kafka_lag", key=("group", "topic"), produced_by="a landing consumer", database="ops",
-                       fields=("group", "topic", "lag", "partitions", "updated_at"))
-
 
 def new_consumer(bootstrap: str) -> Any:
     """A group-less consumer: offsets come from Spark's checkpoint, never from Kafka."""

@@ -24,9 +24,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 from cronlake.core import checks, sink
 from cronlake.core import settings as settings_module
-from cronlake.core.contracts import Collection
 from cronlake.core.lake import Lake, open_lake, spark_lake
 from cronlake.core.mongo import ops_db
+from cronlake.core.opsdb import COUNTERS, JOB_RUNS
 from cronlake.core.settings import SettingError, Settings
 
 if TYPE_CHECKING:
@@ -39,16 +39,6 @@ EXIT_FAILED = 1
 EXIT_SETTINGS = 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; cron simply tries again next time
 
-COUNTERS = ("rows_in", "rows_out", "records_quarantined", "files_archived", "files_quarantined")
-# One document per run (`_id` = run id), inserted at start and completed at the end: the lineage of every output.
-JOB_RUNS = Collection(
-    "job_runs", key=("_id",), produced_by="every job", database="ops",
-    indexes=(("job", "-started_at"), ("status", "-started_at")),
-    fields=("job", "args", "host", "pid", "started_at", "ended_at", "status", *COUNTERS, "error", "duration_s",
-            "extra"))
-# One document per long-running job (`_id` = its name): when it last finished a batch and last said it was alive.
-HEARTBEATS = Collection("heartbeats", key=("_id",), produced_by="a long-running job", database="ops",
-                        fields=("last_batch_at", "alive_at", "batch_id", "pid", "host", "run_id"))
 
 
 class JobError(Exception):

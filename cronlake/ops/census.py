@@ -16,16 +16,14 @@ import sys
 from datetime import UTC, datetime
 
 from cronlake.core import sink
-from cronlake.core.contracts import Collection
 from cronlake.core.jobs import Job
 from cronlake.core.lake import Lake, LakeFile
 from cronlake.core.mongo import ops_db
+from cronlake.core.opsdb import LAKE_CENSUS
 from cronlake.core.runner import RunContext, utcnow
 
 ZONES = ("landing", "quarantine", "archive")
-# One document per (zone, source) folder of the lake, `_id` = "<zone>/<source>".
-LAKE_CENSUS = Collection("lake_census", key=("zone", "source"), produced_by="lake_census", database="ops",
-                         fields=("zone", "source", "files", "bytes", "reject_files", "oldest_modified", "updated_at"))
+
 
 
 def build_parser() -> argparse.ArgumentParser:

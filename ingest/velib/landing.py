@@ -32,9 +32,11 @@ from cronlake.contracts.velib import STATION
 from cronlake.core import sink
 from cronlake.core.contracts import RecordError
 from cronlake.core.jobs import Job
-from cronlake.core.kafka_client import KAFKA_LAG, end_offsets, new_consumer
+from cronlake.core.kafka_client import end_offsets, new_consumer
 from cronlake.core.lake import Lake
 from cronlake.core.mongo import ops_db
+from cronlake.core.opsdb import KAFKA_LAG
+from cronlake.core.protocol import keep_rejects, reject
 from cronlake.core.runner import RunContext, utcnow
 
 GROUP = "cronlake-velib-landing"
@@ -86,9 +88,8 @@ def render(batch: Batch) -> tuple[bytes, list[dict[str, Any]]]:
         try:
             writer.writerow(STATION.to_csv_row(parse_message(message.value)))
         except RecordError as exc:
-            rejects.append({"reason": exc.reason, "topic": batch.topic, "partition": batch.partition,
-                            "offset": message.offset,
-                            "value": (message.value or b"").decode("utf-8", "replace")})
+            rejects.append(reject(exc.reason, (message.value or b"").decode("utf-8", "replace"), topic=batch.topic,
+                                  partition=batch.partition, offset=message.offset))
     return buffer.getvalue().encode("utf-8"), rejects
 
 
@@ -108,13 +109,9 @@ def land(context: RunContext, lake: Lake, batch: Batch) -> None:
         lake.put_bytes(target, data)
         context.count("files_landed")
         context.log("landing.file", file=target, rows=rows, first=batch.first, last=batch.last)
-    if rejects:
-        kept = f"quarantine/{SOURCE}/{batch.name}.rejects.jsonl"
-        lake.put_text(kept, "".join(json.dumps(r) + "\n" for r in rejects))
-        context.log("landing.rejects", file=kept, records=len(rejects))
+    keep_rejects(context, lake, f"quarantine/{SOURCE}/{batch.name}", rejects)
     context.count("rows_in", len(batch.messages))
     context.count("rows_out", rows)
-    context.count("records_quarantined", len(rejects))
 
 
 def group_consumer(context: RunContext, topic: str, max_poll: int) -> Any:

@@ -30,7 +30,7 @@ from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.lake import Lake
 from cronlake.core.mongo import data_db
-from cronlake.core.protocol import Claim, run_batch
+from cronlake.core.protocol import Claim, reject, run_batch
 from cronlake.core.runner import RunContext
 from cronlake.core.settings import Settings
 from process.velib.stats import ENGINES, daily_stats
@@ -142,7 +142,7 @@ def ingest(context: RunContext, claim: Claim, partitions: int | None) -> list[st
     for path in claim.accepted:
         name = path.rsplit("/", 1)[-1]
         claim.reject_records(path, [
-            {"reason": r["problem"], "line": r["_corrupt_record"], **{k: r[k] for k in STATION.names}}
+            reject(r["problem"], {k: r[k] for k in STATION.names}, file=name, line=r["_corrupt_record"])
             for r in rejects if r["source_file"] == name
         ])
     valid = (

@@ -36,7 +36,8 @@ from cronlake.contracts.velib import FLAGS, LIVE_BUCKETS, LIVE_STATION, LIVE_ZON
 from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db, ops_db
-from cronlake.core.runner import HEARTBEATS, JobError, RunContext, utcnow
+from cronlake.core.opsdb import HEARTBEATS
+from cronlake.core.runner import JobError, RunContext, utcnow
 
 MEASURES = ("mechanical", "ebike", "docks_free")
 WINDOW_MINUTES = 60
