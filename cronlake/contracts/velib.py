@@ -43,6 +43,8 @@ STATION = RecordType("velib_station_snapshot", (
 STATUS = Dataset("velib_status", (*STATION.fields, Field("day")), produced_by="velib_daily", partition_by=("day",))
 
 # --- MongoDB serving collections -------------------------------------------------------------------------------
+# `_id` = the key values joined by "|" (`Collection.document_id`); in the daily keys the day goes last because
+# nx-27017 does not match string ids that start with a date.
 
 STATION_DAILY = Collection(
     "velib_station_daily", key=("station_code", "day"), produced_by="velib_daily", indexes=(("day",),),
