@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURES, REPO
+from contracts_check import declared_indexes, server_indexes
 from pymongo import MongoClient
 from retail_expected import daily_totals, parse_rows
 
@@ -101,6 +102,8 @@ def test_clean_run_matches_independent_totals_and_is_idempotent(cronlake_env: di
     archived = files_in(cronlake_env, "archive")
     assert len(archived) == 4 and sum(name.endswith(GOOD_FILES[0]) for name in archived) == 2
     assert (parquet_rows(cronlake_env), mongo_totals(cronlake_env)) == before
+    data = MongoClient(cronlake_env["CRONLAKE_MONGO_URI"])[cronlake_env["CRONLAKE_MONGO_DB"]]
+    assert declared_indexes(retail.DAILY) <= server_indexes(data, retail.DAILY)
 
 
 def test_bad_file_quarantined_with_reason_and_bad_rows_counted(cronlake_env: dict[str, str], spark: object) -> None:

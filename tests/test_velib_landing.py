@@ -12,12 +12,14 @@ import subprocess
 import sys
 
 from conftest import REPO
+from contracts_check import declared_indexes, server_indexes
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from test_velib_stream import create_topic, snapshots
 
 from cronlake.contracts.velib import STATION
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import ops_db
+from cronlake.core.opsdb import KAFKA_LAG
 from cronlake.core.settings import load
 from ingest.velib import landing as velib_landing
 
@@ -129,3 +131,4 @@ def test_malformed_messages_quarantined_and_lag_recorded(cronlake_env):
     lag = ops_db(settings).kafka_lag.find_one({"_id": f"{GROUP}|{topic}"})
     assert lag["partitions"] == {"0": 33 - positions[0], "1": 10 - positions[1]}
     assert lag["lag"] == 43 - 33
+    assert declared_indexes(KAFKA_LAG) <= server_indexes(ops_db(settings), KAFKA_LAG)
