@@ -3,6 +3,8 @@
 Every component reads its endpoints from here and nowhere else, so the same code runs on one laptop
 (embedded defaults) and on the Docker/Hadoop cluster (settings from `.env` or the container environment).
 The environment wins over the `.env` file; the file is `$CRONLAKE_ENV_FILE`, else `.env` in the checkout.
+The checkout is `$CRONLAKE_CHECKOUT`, else the folder holding the `cronlake` package: under spark-submit the
+package is imported from the `--py-files` zip, so `scripts/submit` passes the checkout it runs from.
 
 Run `python -m cronlake.core.settings` to print the effective settings with secrets masked.
 """
@@ -19,7 +21,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT = Path(os.environ.get("CRONLAKE_CHECKOUT") or Path(__file__).absolute().parents[2])
+NOT_SETTINGS = ("CRONLAKE_ENV_FILE", "CRONLAKE_CHECKOUT")  # where settings are read from, not settings
 
 
 class SettingError(Exception):
@@ -132,7 +135,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     merged = {**from_file, **{k: v for k, v in environ.items() if k.startswith("CRONLAKE_")}}
     values = {name: merged.get(env_name(name), DEFAULTS[name]).strip() for name in CORE_FIELDS}
     extra = {k: v for k, v in merged.items()
-             if k.startswith("CRONLAKE_") and k not in {env_name(n) for n in CORE_FIELDS} and k != "CRONLAKE_ENV_FILE"}
+             if k.startswith("CRONLAKE_") and k not in {env_name(n) for n in CORE_FIELDS} and k not in NOT_SETTINGS}
     settings = Settings(**values, extra=extra)
     validate(settings)
     return settings
