@@ -40,6 +40,7 @@ class Settings:
     lake_root: str
     webhdfs_url: str
     webhdfs_user: str
+    lake_replication: str
     kafka_bootstrap: str
     mongo_uri: str
     mongo_db: str
@@ -80,6 +81,7 @@ DEFAULTS: dict[str, str] = {
     "lake_root": (CHECKOUT / "var" / "lake").as_uri(),
     "webhdfs_url": "",
     "webhdfs_user": "cronlake",
+    "lake_replication": "",  # HDFS block replication of every lake write; empty: the file system's default
     "kafka_bootstrap": "127.0.0.1:9092",
     "mongo_uri": "mongodb://127.0.0.1:27017",
     "mongo_db": "cronlake",
@@ -155,6 +157,9 @@ def validate(settings: Settings) -> None:
         raise SettingError("CRONLAKE_WEBHDFS_URL: required when CRONLAKE_LAKE_ROOT is hdfs:// (e.g. http://namenode:9870)")
     if settings.webhdfs_url and urlsplit(settings.webhdfs_url).scheme not in ("http", "https"):
         raise SettingError(f"CRONLAKE_WEBHDFS_URL: expected http(s)://host:port, got {settings.webhdfs_url!r}")
+    if settings.lake_replication and not (settings.lake_replication.isdigit() and int(settings.lake_replication) > 0):
+        raise SettingError(f"CRONLAKE_LAKE_REPLICATION: expected a positive integer (HDFS replicas of a lake file), "
+                           f"got {settings.lake_replication!r}")
     servers = [s.strip() for s in settings.kafka_bootstrap.split(",") if s.strip()]
     if not servers or not all(HOST_PORT_PATTERN.match(s) for s in servers):
         raise SettingError(

@@ -59,6 +59,8 @@ def get_session(settings: Settings, app_name: str, shuffle_partitions: int = 8) 
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
     )
+    if settings.lake_replication:
+        builder = builder.config("spark.hadoop.dfs.replication", settings.lake_replication)
     if not settings.spark_master.startswith("local"):
         code_zip = build_code_zip(settings.state_path / "dist" / "cronlake-code.zip")
         builder = builder.config("spark.submit.pyFiles", str(code_zip))

@@ -221,14 +221,21 @@ def build_source(args: argparse.Namespace, settings: Settings) -> VelibSource:
         raise JobError(f"replay source: {exc}") from None
 
 
-def normalise_all(context: RunContext, source: VelibSource, raw_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Normalise the fetched rows; quarantine the ones that do not fit, with their reason."""
+def normalise_all(source: VelibSource, raw_rows: list[dict[str, Any]]
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The fetched rows normalised, by time; and the ones that do not fit, with their reason."""
     records, rejects = [], []
     for raw in raw_rows:
         try:
             records.append(source.normalise(raw))
         except RecordError as exc:
             rejects.append({"reason": exc.reason, "record": raw})
+    return sorted(records, key=lambda r: r["reported_at"]), rejects
+
+
+def quarantine(context: RunContext, rejects: list[dict[str, Any]]) -> None:
+    """Write the rejected rows to the lake (after sending: a lake outage must not cost the minute's records)."""
+    context.count("records_quarantined", len(rejects))
     if rejects:
         path = f"quarantine/{QUARANTINE_SOURCE}/{context.run_id}.rejects.jsonl"
         context.lake.put_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rejects))
@@ -236,8 +243,6 @@ def normalise_all(context: RunContext, source: VelibSource, raw_rows: list[dict[
         for reject in rejects:
             reasons[reject["reason"]] = reasons.get(reject["reason"], 0) + 1
         context.log("quarantine", path=path, records=len(rejects), reasons=dict(list(reasons.items())[:10]))
-    context.count("records_quarantined", len(rejects))
-    return sorted(records, key=lambda r: r["reported_at"])
 
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
@@ -255,11 +260,12 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
 
     fetch_error = None
     fresh: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
     try:
         raw_rows = source.fetch(args.nrows)
         context.count("rows_in", len(raw_rows))
         context.log("fetch", source=args.source, rows=len(raw_rows))
-        fresh = normalise_all(context, source, raw_rows)
+        fresh, rejects = normalise_all(source, raw_rows)
     except VelibApiError as exc:
         fetch_error = str(exc)
         context.log("fetch.failed", error=fetch_error)
@@ -269,6 +275,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     context.count("skipped_stale", stale)
     send_error = deliver(context, args, batch, {snapshot_key(r) for r in spooled}, state, spool) if batch else None
     spool.remove(spool_files)
+    quarantine(context, rejects)
     if send_error:
         raise JobError(send_error)
     if fetch_error:
