@@ -16,3 +16,8 @@ def api_url(settings: Settings) -> str:
 def topic(settings: Settings) -> str:
     """`CRONLAKE_VELIB_TOPIC`: the Kafka topic of normalised station records."""
     return settings.get("CRONLAKE_VELIB_TOPIC", DEFAULT_TOPIC, check_topic_name)
+
+
+def topics(settings: Settings) -> tuple[str, ...]:
+    """The Kafka topics the pipeline's jobs own (`Job.kafka_topics`)."""
+    return (topic(settings),)

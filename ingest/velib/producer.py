@@ -309,7 +309,7 @@ def deliver(context: RunContext, args: argparse.Namespace, batch: list[dict[str,
     return error
 
 
-JOB = Job("velib_produce", build_parser, run, needs=("lake",))
+JOB = Job("velib_produce", build_parser, run, needs=("lake",), kafka_topics=velib.topics)
 
 
 if __name__ == "__main__":
