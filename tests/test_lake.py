@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import EXTERNAL_LAKE_ROOT, EXTERNAL_WEBHDFS
 from webhdfs_server import serve
 
 from cronlake.core.lake import HadoopFsLake, Lake, LakeError, LocalLake, WebHdfsLake
 
 
-@pytest.fixture(params=["local", "webhdfs", "hadoopfs"])
+@pytest.fixture(params=["local", "webhdfs", "hadoopfs", "external-webhdfs", "external-hadoopfs"])
 def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lake]:
+    """Each backend on a fresh root; the external ones on a real HDFS (CRONLAKE_TEST_WEBHDFS_URL and
+    CRONLAKE_TEST_LAKE_ROOT, see docs/cluster.md), under a folder of their own deleted afterwards."""
     root = tmp_path / "lake"
     root.mkdir()
-    if request.param == "local":
+    if request.param.startswith("external"):
+        if not (EXTERNAL_WEBHDFS and EXTERNAL_LAKE_ROOT):
+            pytest.skip("no external HDFS: set CRONLAKE_TEST_WEBHDFS_URL and CRONLAKE_TEST_LAKE_ROOT")
+        external_root = f"{EXTERNAL_LAKE_ROOT.rstrip('/')}/t{uuid.uuid4().hex[:8]}"
+        user = os.environ.get("CRONLAKE_TEST_WEBHDFS_USER", "cronlake")
+        cleanup = WebHdfsLake(external_root, EXTERNAL_WEBHDFS, user)
+        if request.param == "external-webhdfs":
+            yield cleanup
+        else:
+            yield HadoopFsLake(request.getfixturevalue("spark"), external_root)
+        cleanup.client.delete(cleanup.root_path, recursive=True)
+    elif request.param == "local":
         yield LocalLake(root)
     elif request.param == "webhdfs":
         server, _ = serve(tmp_path)
