@@ -77,3 +77,8 @@ COLLECTIONS = (STATION_DAILY, ZONE_DAILY, LIVE_STATION, LIVE_ZONE, LIVE_BUCKETS,
 
 # The Velib jobs that fill the kit's operations collections (what the health page tells an empty deployment to run).
 FILLS_OPS = {"job_runs": "velib_daily", "heartbeats": "velib_stream", "kafka_lag": "velib_land"}
+
+
+def topics(settings: Settings) -> tuple[str, ...]:
+    """The Kafka topics the pipeline's jobs own (`Job.kafka_topics`)."""
+    return (topic(settings),)

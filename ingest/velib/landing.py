@@ -227,7 +227,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         consumer.close(autocommit=False)
 
 
-JOB = Job("velib_land", build_parser, run, needs=("kafka", "lake"))
+JOB = Job("velib_land", build_parser, run, needs=("kafka", "lake"), kafka_topics=velib.topics,
+          kafka_groups=(GROUP,))
 
 
 if __name__ == "__main__":

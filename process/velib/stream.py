@@ -353,7 +353,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         raise JobError(f"streaming query failed: {query.exception()}")
 
 
-JOB = Job("velib_stream", build_parser, run, needs=("kafka", "lake", "spark"), long_running=True)
+JOB = Job("velib_stream", build_parser, run, needs=("kafka", "lake", "spark"), long_running=True,
+          kafka_topics=velib.topics)
 
 
 if __name__ == "__main__":
