@@ -27,7 +27,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.make_velib_scaled import generate  # noqa: E402
+from bench.make_velib_scaled import DATA, generate  # noqa: E402
 from cronlake.core import settings as settings_module  # noqa: E402
 from cronlake.ops import embedded  # noqa: E402
 
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--partitions", default="1,2", help="input partition counts to compare (default 1,2)")
     parser.add_argument("--engine", choices=("dataframe", "sql"), default="dataframe")
     parser.add_argument("--master", default="local[2]", help="Spark master for the job (default local[2])")
+    parser.add_argument("--data", type=Path, default=DATA, help=f"the shared velib data folder (default {DATA})")
     parser.add_argument("--no-replay", action="store_true", help="skip the replay (dedupe-only) run")
     return parser
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = settings_module.load({**os.environ, **env})
     try:
         started = time.monotonic()
-        rows = generate(work / "scaled", args.days, args.every_minutes)
+        rows = generate(work / "scaled", args.days, args.every_minutes, data=args.data)
         print(f"scaled data: {rows} snapshots, {args.days} day(s) every {args.every_minutes} min, "
               f"generated in {time.monotonic() - started:.0f} s", flush=True)
         embedded.up(stack)
