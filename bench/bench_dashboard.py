@@ -32,7 +32,7 @@ import plotly.utils
 REPO = Path(__file__).resolve().parent.parent
 EXPORT = REPO.parent / "shared" / "data" / "velib" / "api_v21_export_2024-05-28.json"
 TARGET_MS = 300.0
-JOBS = ("velib_produce", "velib_land", "velib_daily", "velib_train", "lake_census", "velib_stream_watchdog")
+JOBS = ("velib_produce", "velib_land", "velib_daily", "velib_train", "lake_census", "watchdog")
 
 
 

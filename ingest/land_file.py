@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cronlake.core.runner import JobError, RunContext, run_job
+from cronlake.core.jobs import Job
+from cronlake.core.runner import JobError, RunContext
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,9 +42,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         context.log("land.file", file=str(file), to=target, bytes=len(data))
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_job("land_file", build_parser(), run, argv, needs=("lake",))
+JOB = Job("land_file", build_parser, run, needs=("lake",))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -28,6 +28,7 @@ from typing import Any
 
 from pymongo import ReplaceOne
 
+from cronlake.contracts import velib
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import ops_db
 from cronlake.core.runner import RunContext
@@ -72,13 +73,13 @@ def seed_daily(settings: Settings, records: list[dict[str, Any]]) -> None:
     lake = open_lake(settings)
     lake.put_text("landing/velib/velib-slice.csv", csv_text(records))
     lake.put_text("landing/velib/velib-bad-header.csv", csv_text(records[:5], header=["a", "b"]))
-    if velib_daily.main([]) != 0:
+    if velib_daily.JOB.main([]) != 0:
         raise RuntimeError("velib_daily failed while seeding the dashboard tests")
     lake.put_text("landing/velib/velib-waiting.csv", csv_text(records[-40:]))
 
 
 def seed_census() -> None:
-    if census.main([]) != 0:
+    if census.JOB.main([]) != 0:
         raise RuntimeError("lake_census failed while seeding the dashboard tests")
 
 
@@ -91,7 +92,7 @@ def seed_live(settings: Settings, records: list[dict[str, Any]]) -> None:
 
 def seed_model() -> None:
     """The real training job on the processed slice (few small trees: the page is under test, not the model)."""
-    if velib_model.main(["--trees", "8", "--max-depth", "5"]) != 0:
+    if velib_model.JOB.main(["--trees", "8", "--max-depth", "5"]) != 0:
         raise RuntimeError("velib_train failed while seeding the dashboard tests")
 
 
@@ -116,8 +117,8 @@ def seed_ops(settings: Settings) -> None:
         run("velib_stream", 600, "died", "process ended without recording an end"),
         run("velib_stream", 300, "running"),
     ]
-    lag = {"_id": f"cronlake-landing|{settings.velib_topic}", "group": "cronlake-landing",
-           "topic": settings.velib_topic, "lag": 17, "partitions": {"0": 10, "1": 7}, "updated_at": now}
+    lag = {"_id": f"cronlake-landing|{velib.topic(settings)}", "group": "cronlake-landing",
+           "topic": velib.topic(settings), "lag": 17, "partitions": {"0": 10, "1": 7}, "updated_at": now}
     upsert(ops_db(settings).job_runs, runs)
     upsert(ops_db(settings).kafka_lag, [lag])
 

@@ -8,11 +8,9 @@ shellcheck) and Docker Compose's own `config` check run when installed, and are 
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import importlib
 import importlib.util
-import io
 import json
 import os
 import re
@@ -720,15 +718,14 @@ def test_kafka_listeners_serve_containers_and_the_host(services):
 
 def schedulable_job() -> str:
     """A registered job whose parser accepts no arguments, for a one-entry schedules file."""
-    from cronlake.core.jobs import JOBS
+    from cronlake.core import jobs
 
-    for name, module_name in JOBS.items():
+    for job in jobs.registry().values():
         try:
-            with contextlib.redirect_stderr(io.StringIO()):
-                importlib.import_module(module_name).build_parser().parse_args([])
-        except (ImportError, SystemExit, AttributeError):
+            job.check_arguments([])
+        except jobs.ArgumentsRejected:
             continue
-        return name
+        return job.name
     raise AssertionError("no registered job runs without arguments")
 
 

@@ -86,13 +86,13 @@ def duplicate_free(rows: list[tuple]) -> bool:
 
 def test_clean_run_matches_independent_totals_and_is_idempotent(cronlake_env: dict[str, str], spark: object) -> None:
     land(cronlake_env, GOOD_FILES)
-    assert retail_daily.main([]) == 0
+    assert retail_daily.JOB.main([]) == 0
     assert_clean_end_state(cronlake_env)
     before = (parquet_rows(cronlake_env), mongo_totals(cronlake_env))
 
     land(cronlake_env, GOOD_FILES[:1])  # the same file lands again: archived under a run-tagged name
-    assert retail_daily.main([]) == 0
-    assert retail_daily.main(["--day", "2010-12-01"]) == 0  # nothing landed: recomputes that day only
+    assert retail_daily.JOB.main([]) == 0
+    assert retail_daily.JOB.main(["--day", "2010-12-01"]) == 0  # nothing landed: recomputes that day only
     runs = sorted(job_runs(cronlake_env), key=lambda r: r["started_at"])
     assert [r["status"] for r in runs] == ["succeeded"] * 3
     assert runs[0]["files_archived"] == 3 and runs[0]["rows_in"] == expected_rows()
@@ -104,7 +104,7 @@ def test_clean_run_matches_independent_totals_and_is_idempotent(cronlake_env: di
 
 def test_bad_file_quarantined_with_reason_and_bad_rows_counted(cronlake_env: dict[str, str], spark: object) -> None:
     land(cronlake_env, ["retail_damaged.csv", "not_retail.csv", "retail_part1.csv"])
-    assert retail_daily.main([]) == 0
+    assert retail_daily.JOB.main([]) == 0
 
     assert files_in(cronlake_env, "archive") == ["retail_damaged.csv", "retail_part1.csv"]
     quarantine = lake_root(cronlake_env) / "quarantine" / "retail"
@@ -152,7 +152,7 @@ def test_sigkill_at_each_step_then_rerun_equals_clean_run(
     if point in ("after_claim", "during_output"):
         assert files_in(cronlake_env, "archive") == [], "nothing may be archived before commit"
 
-    assert retail_daily.main([]) == 0
+    assert retail_daily.JOB.main([]) == 0
 
     assert_clean_end_state(cronlake_env)
     statuses = sorted(r["status"] for r in job_runs(cronlake_env))

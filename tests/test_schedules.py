@@ -121,7 +121,7 @@ def test_missing_settings_file_is_refused(workspace):
 def test_repository_schedules_are_valid():
     entries = schedules.load_entries()
     names = {entry.job for entry in entries}
-    assert {"velib_produce", "velib_land", "velib_daily", "velib_train", "velib_stream_watchdog",
+    assert {"velib_produce", "velib_land", "velib_daily", "velib_train", "watchdog",
             "lake_census"} <= names
     for entry in entries:
         schedules.validate(entry)

@@ -37,7 +37,7 @@ def land(env: dict[str, str], *files: Path, name: str | None = None) -> None:
 
 
 def run_job(*args: str) -> None:
-    assert velib_daily.main(list(args)) == 0
+    assert velib_daily.JOB.main(list(args)) == 0
 
 
 def preference(row: dict[str, str]) -> tuple[int, ...]:

@@ -82,14 +82,15 @@ def test_crash_between_file_and_commit_lands_the_same_file_once(cronlake_env):
     assert committed(cronlake_env) == {0: None, 1: None}
 
     produce_to(cronlake_env, split(snapshots(range(3, 4))))  # new messages arrive before the retry
-    assert len(lake.list(f"checkpoints/{velib_landing.JOB}/pending")) == 2, "the killed run left its ranges pending"
-    assert velib_landing.main(["--idle-seconds", "2"]) == 0
+    pending = lake.list(f"checkpoints/{velib_landing.JOB.name}/pending")
+    assert len(pending) == 2, "the killed run left its ranges pending"
+    assert velib_landing.JOB.main(["--idle-seconds", "2"]) == 0
     after = landed(lake)
     assert {name: after[name] for name in before} == before, "the retry rewrote the same files, same content"
     assert len(after) == 2, "the new messages wait for the next run: the retry lands exactly the pending ranges"
     assert committed(cronlake_env) == {0: 60, 1: 60}
 
-    assert velib_landing.main(["--idle-seconds", "2"]) == 0
+    assert velib_landing.JOB.main(["--idle-seconds", "2"]) == 0
     final = landed(lake)
     assert sorted(final)[1] == f"{topic}-p0-o000000000060-000000000079.csv"
     rows = rows_of(final)
@@ -97,7 +98,7 @@ def test_crash_between_file_and_commit_lands_the_same_file_once(cronlake_env):
     expected = {(r["station_code"], r["reported_at"]) for r in snapshots(range(0, 4))}
     assert {(row[0], row[10]) for row in rows} == expected
     assert committed(cronlake_env) == {0: 80, 1: 80}
-    assert not lake.list(f"checkpoints/{velib_landing.JOB}/pending")
+    assert not lake.list(f"checkpoints/{velib_landing.JOB.name}/pending")
 
 
 def test_malformed_messages_quarantined_and_lag_recorded(cronlake_env):
@@ -107,7 +108,7 @@ def test_malformed_messages_quarantined_and_lag_recorded(cronlake_env):
     bad = [b"{not json", json.dumps({"station_code": "16107"}).encode(),
            json.dumps({**snapshots(range(0, 1))[0], "mechanical": "many"}).encode()]
     produce_to(cronlake_env, {0: bad + good[:30], 1: good[30:]})
-    assert velib_landing.main(["--max-records", "33", "--idle-seconds", "1"]) == 0
+    assert velib_landing.JOB.main(["--max-records", "33", "--idle-seconds", "1"]) == 0
 
     settings = load()
     lake = open_lake(settings)

@@ -53,9 +53,9 @@ def test_train_evaluates_saves_and_predicts(spark, cronlake_env):
     landing = Path(cronlake_env["CRONLAKE_LAKE_ROOT"].removeprefix("file://")) / "landing" / "velib"
     landing.mkdir(parents=True)
     shutil.copy(SLICE, landing / SLICE.name)
-    assert velib_daily.main([]) == 0
+    assert velib_daily.JOB.main([]) == 0
 
-    assert velib_model.main(["--trees", "10", "--max-depth", "5"]) == 0
+    assert velib_model.JOB.main(["--trees", "10", "--max-depth", "5"]) == 0
 
     database = data_db(settings_module.load())
     runs = list(database.velib_model_runs.find())

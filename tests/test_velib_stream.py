@@ -123,7 +123,7 @@ def assert_documents_match(db, records: list[dict]) -> None:
 def run_stream(*extra: str) -> int:
     from process.velib import stream as velib_stream
 
-    return velib_stream.main(["--trigger-seconds", "0.5", "--until-idle", "2", *extra])
+    return velib_stream.JOB.main(["--trigger-seconds", "0.5", "--until-idle", "2", *extra])
 
 
 def test_live_averages_and_restart_without_double_counting(cronlake_env, spark):
@@ -181,7 +181,8 @@ def test_watchdog_starts_the_stream_once(cronlake_env):
     from cronlake.core.runner import JobLock
 
     state = Path(cronlake_env["CRONLAKE_STATE_DIR"])
-    watchdog = [sys.executable, "-m", "cronlake.ops.run", "velib_stream_watchdog", "--", "--trigger-seconds", "1"]
+    watchdog = [sys.executable, "-m", "cronlake.ops.run", "watchdog", "--job", "velib_stream",
+                "--", "--trigger-seconds", "1"]
     result = run_cli(watchdog, cronlake_env)
     assert result.returncode == 0, result.stderr
     started = [json.loads(line) for line in result.stdout.splitlines() if '"watchdog.started"' in line]

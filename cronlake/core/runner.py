@@ -7,7 +7,6 @@ JSON line per step to stdout, and turns errors into one clear line and a non-zer
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import os
@@ -17,7 +16,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,12 +24,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from cronlake.core import checks
 from cronlake.core import settings as settings_module
-from cronlake.core.lake import HadoopFsLake, Lake, open_lake, spark_lake
+from cronlake.core.lake import Lake, open_lake, spark_lake
 from cronlake.core.mongo import ops_db
 from cronlake.core.settings import SettingError, Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from cronlake.core.jobs import Job
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -55,11 +56,16 @@ def log_line(stream: IO[str], **fields: Any) -> None:
 
 @dataclass
 class RunContext:
-    """What a running job sees: its settings, run id, counters, a step logger, and lazily its lake and Spark."""
+    """What a running job sees: its settings, run id, counters, a step logger, and its lake and Spark session.
+
+    The lake backend follows the job's declared needs, once: a Spark job reaches the lake through the Spark
+    driver's Hadoop FileSystem (same files, same calls on file:// and hdfs://), any other job through plain Python.
+    """
 
     job: str
     run_id: str
     settings: Settings
+    needs: tuple[str, ...] = ()
     counters: Counter = field(default_factory=Counter)
     output: IO[str] = sys.stdout
     _spark: SparkSession | None = None
@@ -74,6 +80,8 @@ class RunContext:
 
     @property
     def spark(self) -> SparkSession:
+        if "spark" not in self.needs:
+            raise JobError(f"{self.job} does not declare the need 'spark' in its Job")
         if self._spark is None:
             from pyspark.sql import SparkSession
 
@@ -87,11 +95,8 @@ class RunContext:
 
     @property
     def lake(self) -> Lake:
-        """The Spark driver's view of the lake once Spark runs, else the plain-Python one: same files."""
-        if self._spark is not None and not isinstance(self._lake, HadoopFsLake):
-            self._lake = spark_lake(self._spark, self.settings)
         if self._lake is None:
-            self._lake = open_lake(self.settings)
+            self._lake = spark_lake(self.spark, self.settings) if "spark" in self.needs else open_lake(self.settings)
         return self._lake
 
     def close(self) -> None:
@@ -122,6 +127,13 @@ class JobLock:
         handle.write(str(os.getpid()))
         handle.flush()
         self.handle = handle
+        return True
+
+    def is_held(self) -> bool:
+        """Whether a live process holds the lock now (probed without keeping it)."""
+        if self.acquire():
+            self.release()
+            return False
         return True
 
     def holder(self) -> str:
@@ -187,52 +199,44 @@ class RunRecords:
         self.collection.insert_one(self.new_record(job, run_id, arguments, "skipped", error))
 
 
-JobFunction = Callable[[RunContext, argparse.Namespace], None]
+def run_job(job: Job, argv: Sequence[str] | None = None) -> int:
+    """Run one declared job end to end and return the process exit code.
 
-
-def run_job(
-    job: str,
-    parser: argparse.ArgumentParser,
-    function: JobFunction,
-    argv: list[str] | None = None,
-    needs: tuple[str, ...] = (),
-) -> int:
-    """Run one job end to end and return the process exit code.
-
-    `needs` names the services checked before the job starts ("kafka", "lake"); MongoDB is always checked
-    because the run record lives there.
+    The services the job needs are checked before it starts (MongoDB always: the run record lives there).
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
-    parsed = parser.parse_args(arguments)
-    run_id = f"{job}-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    parsed = job.build_parser().parse_args(arguments)
+    run_id = f"{job.name}-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     try:
         settings = settings_module.load()
         checks.require_mongo(settings)
-        for need in needs:
-            {"kafka": checks.require_kafka, "lake": checks.require_lake}[need](settings)
+        if {"lake", "spark"} & set(job.needs):
+            checks.require_lake(settings)
+        if "kafka" in job.needs:
+            checks.require_kafka(settings)
     except SettingError as exc:
-        log_line(sys.stdout, job=job, run=run_id, step="error", error=str(exc))
+        log_line(sys.stdout, job=job.name, run=run_id, step="error", error=str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SETTINGS
 
     records = RunRecords(settings)
-    lock = JobLock(settings.state_path, job)
+    lock = JobLock(settings.state_path, job.name)
     if not lock.acquire():
         holder = lock.holder()
-        records.record_skip(job, run_id, arguments, holder)
-        log_line(sys.stdout, job=job, run=run_id, step="skipped", reason="locked", holder=holder)
-        print(f"{job}: another run is in progress (pid {holder}); this one exits without doing anything",
+        records.record_skip(job.name, run_id, arguments, holder)
+        log_line(sys.stdout, job=job.name, run=run_id, step="skipped", reason="locked", holder=holder)
+        print(f"{job.name}: another run is in progress (pid {holder}); this one exits without doing anything",
               file=sys.stderr)
         return EXIT_LOCKED
 
-    context = RunContext(job=job, run_id=run_id, settings=settings)
+    context = RunContext(job=job.name, run_id=run_id, settings=settings, needs=job.needs)
     started = time.monotonic()
     try:
         records.ensure_indexes()
-        records.start(job, run_id, arguments)
-        dead = records.mark_dead_runs(job, run_id)
+        records.start(job.name, run_id, arguments)
+        dead = records.mark_dead_runs(job.name, run_id)
         context.log("start", args=arguments, host=socket.gethostname(), pid=os.getpid(), dead_runs_closed=dead)
-        function(context, parsed)
+        job.run(context, parsed)
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then reported in one line
         message = str(exc) if isinstance(exc, JobError | SettingError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, KeyboardInterrupt):
@@ -241,7 +245,7 @@ def run_job(
             traceback.print_exc(file=sys.stderr)
         context.log("failed", error=message, **dict(context.counters))
         records.finish(run_id, "failed", context.counters, message, started)
-        print(f"{job}: failed: {message}", file=sys.stderr)
+        print(f"{job.name}: failed: {message}", file=sys.stderr)
         return EXIT_SETTINGS if isinstance(exc, SettingError) else EXIT_FAILED
     finally:
         context.close()

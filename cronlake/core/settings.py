@@ -13,7 +13,8 @@ import argparse
 import os
 import re
 import sys
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,8 +44,8 @@ class Settings:
     spark_master: str
     timezone: str
     state_dir: str
-    velib_api_url: str
-    velib_topic: str
+    # Every other CRONLAKE_* variable (environment over .env), for the settings a pipeline declares itself.
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def lake_scheme(self) -> str:
@@ -59,8 +60,17 @@ class Settings:
         return Path(self.state_dir)
 
     def masked(self) -> dict[str, str]:
-        """The settings as environment variables, with any password in a URI replaced by ***."""
-        return {env_name(f.name): mask_secret(str(getattr(self, f.name))) for f in fields(self)}
+        """The settings as environment variables (the pipelines' own too), passwords in URIs replaced by ***."""
+        core = {env_name(name): mask_secret(str(getattr(self, name))) for name in CORE_FIELDS}
+        return {**core, **{name: mask_secret(value) for name, value in sorted(self.extra.items())}}
+
+    def get(self, name: str, default: str, check: Callable[[str, str], None] | None = None) -> str:
+        """A pipeline's own setting `CRONLAKE_…` (environment over .env over `default`), checked by
+        `check(name, value)`, which raises SettingError naming the variable."""
+        value = self.extra.get(name, default).strip()
+        if check is not None:
+            check(name, value)
+        return value
 
 
 DEFAULTS: dict[str, str] = {
@@ -74,11 +84,8 @@ DEFAULTS: dict[str, str] = {
     "spark_master": "local[*]",
     "timezone": "Europe/Paris",
     "state_dir": str(CHECKOUT / "var"),
-    "velib_api_url": (
-        "https://opendata.paris.fr/api/explore/v2.1/catalog/datasets/velib-disponibilite-en-temps-reel"
-    ),
-    "velib_topic": "velib.station_status",
 }
+CORE_FIELDS = tuple(DEFAULTS)
 
 SPARK_MASTER_PATTERN = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[^/\s]+:\d+(,[^/\s]+:\d+)*|yarn|k8s://\S+)$")
 HOST_PORT_PATTERN = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
@@ -122,11 +129,11 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     if "CRONLAKE_ENV_FILE" in environ and not env_file.exists():
         raise SettingError(f"CRONLAKE_ENV_FILE: no such file {env_file}")
     from_file = read_env_file(env_file) if env_file.is_file() else {}
-    values = {}
-    for f in fields(Settings):
-        name = env_name(f.name)
-        values[f.name] = environ.get(name, from_file.get(name, DEFAULTS[f.name])).strip()
-    settings = Settings(**values)
+    merged = {**from_file, **{k: v for k, v in environ.items() if k.startswith("CRONLAKE_")}}
+    values = {name: merged.get(env_name(name), DEFAULTS[name]).strip() for name in CORE_FIELDS}
+    extra = {k: v for k, v in merged.items()
+             if k.startswith("CRONLAKE_") and k not in {env_name(n) for n in CORE_FIELDS} and k != "CRONLAKE_ENV_FILE"}
+    settings = Settings(**values, extra=extra)
     validate(settings)
     return settings
 
@@ -168,10 +175,16 @@ def validate(settings: Settings) -> None:
         raise SettingError(f"CRONLAKE_TIMEZONE: unknown time zone {settings.timezone!r}") from exc
     if not Path(settings.state_dir).is_absolute():
         raise SettingError(f"CRONLAKE_STATE_DIR: must be an absolute path, got {settings.state_dir!r}")
-    if urlsplit(settings.velib_api_url).scheme not in ("http", "https"):
-        raise SettingError(f"CRONLAKE_VELIB_API_URL: expected an http(s) URL, got {settings.velib_api_url!r}")
-    if not re.fullmatch(r"[A-Za-z0-9._\-]{1,249}", settings.velib_topic):
-        raise SettingError(f"CRONLAKE_VELIB_TOPIC: invalid Kafka topic name {settings.velib_topic!r}")
+
+
+def check_http_url(name: str, value: str) -> None:
+    if urlsplit(value).scheme not in ("http", "https"):
+        raise SettingError(f"{name}: expected an http(s) URL, got {value!r}")
+
+
+def check_topic_name(name: str, value: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9._\-]{1,249}", value):
+        raise SettingError(f"{name}: invalid Kafka topic name {value!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

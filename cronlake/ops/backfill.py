@@ -13,12 +13,7 @@ lock is held by another run, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import importlib
-import io
-import json
-import os
 import re
 import signal
 import subprocess
@@ -28,7 +23,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from types import FrameType
 
-from cronlake.core.jobs import JOBS
+from cronlake.core import jobs
+from cronlake.core.files import JsonState
+from cronlake.core.jobs import ArgumentsRejected, split_passthrough
 from cronlake.core.runner import EXIT_LOCKED, utcnow
 from cronlake.core.settings import SettingError, load
 from cronlake.ops.replay import day
@@ -49,19 +46,20 @@ def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def check_job(job: str, job_args: list[str], sample: date) -> None:
-    """The job exists and its own parser accepts `args --day D`."""
-    if job not in JOBS:
-        raise BackfillError(f"unknown job {job!r} (known: {', '.join(sorted(JOBS))})")
-    errors = io.StringIO()
+def check_job(name: str, job_args: list[str], sample: date) -> None:
+    """The job exists, takes a day, and its own parser accepts `args --day D`."""
     try:
-        parser = importlib.import_module(JOBS[job]).build_parser()
-        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
-            parser.parse_args([*job_args, "--day", sample.isoformat()])
-    except SystemExit:
-        detail = (errors.getvalue().strip().splitlines() or ["arguments ask for help"])[-1]
-        raise BackfillError(f"job {job} does not accept {' '.join([*job_args, '--day', str(sample)])!r}: "
-                            f"{detail}") from None
+        job = jobs.get(name)
+    except KeyError as exc:
+        raise BackfillError(str(exc.args[0])) from None
+    arguments = [*job_args, "--day", sample.isoformat()]
+    if not job.takes_day:
+        raise BackfillError(f"job {name} does not accept {' '.join(arguments)!r}: it takes no day (day-based jobs: "
+                            f"{', '.join(j.name for j in jobs.registry().values() if j.takes_day)})")
+    try:
+        job.check_arguments(arguments)
+    except ArgumentsRejected as exc:
+        raise BackfillError(f"job {name} does not accept {' '.join(arguments)!r}: {exc}") from None
 
 
 def key(job: str, first: date, last: date, job_args: list[str]) -> str:
@@ -70,25 +68,19 @@ def key(job: str, first: date, last: date, job_args: list[str]) -> str:
 
 
 class Progress:
-    """The days of one backfill that succeeded, in a small JSON file rewritten atomically."""
+    """The days of one backfill that succeeded, in a small JSON state file rewritten atomically."""
 
     def __init__(self, path: Path, job: str, job_args: list[str]):
-        self.path = path
-        self.state = {"job": job, "args": job_args, "done": [], "started_at": utcnow().isoformat()}
-        if path.exists():
-            self.state = json.loads(path.read_text())
+        self.state = JsonState(path, {"job": job, "args": job_args, "done": [], "started_at": utcnow().isoformat()})
 
     @property
     def done(self) -> set[str]:
-        return set(self.state["done"])
+        return set(self.state.value["done"])
 
     def mark(self, done_day: date) -> None:
-        self.state["done"] = sorted(self.done | {done_day.isoformat()})
-        self.state["updated_at"] = utcnow().isoformat()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self.state, indent=1))
-        os.replace(temporary, self.path)
+        self.state.value["done"] = sorted(self.done | {done_day.isoformat()})
+        self.state.value["updated_at"] = utcnow().isoformat()
+        self.state.save()
 
 
 def bar(done: int, total: int) -> str:
@@ -175,11 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    job_args: list[str] = []
-    if "--" in argv:  # what follows `--` goes to every run of the job
-        argv, job_args = argv[:argv.index("--")], argv[argv.index("--") + 1:]
-    args = build_parser().parse_args(argv)
+    own, job_args = split_passthrough(sys.argv[1:] if argv is None else argv)  # after `--`: for every run
+    args = build_parser().parse_args(own)
     signal.signal(signal.SIGTERM, raise_interrupted)
     signal.signal(signal.SIGINT, raise_interrupted)
     try:

@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 
 from pymongo import UpdateOne
 
+from cronlake.core.jobs import Job
 from cronlake.core.lake import Lake, LakeFile
 from cronlake.core.mongo import ops_db
-from cronlake.core.runner import RunContext, run_job, utcnow
+from cronlake.core.runner import RunContext, utcnow
 
 ZONES = ("landing", "quarantine", "archive")
 COLLECTION = "lake_census"
@@ -80,9 +81,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     context.log("census.done", sources=len(operations), emptied=emptied)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_job("lake_census", build_parser(), run, argv, needs=("lake",))
+JOB = Job("lake_census", build_parser, run, needs=("lake",))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from cronlake.contracts import velib
 from cronlake.core import settings as settings_module
 from cronlake.core.mongo import data_db, ops_db
 from cronlake.core.settings import CHECKOUT, SettingError
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     produce = ["velib_produce", "--source", "replay", "--replay-file", str(args.replay_file)]
-    print(f"==> replaying {args.snapshots} recorded snapshots into Kafka topic {settings.velib_topic}", flush=True)
+    print(f"==> replaying {args.snapshots} recorded snapshots into Kafka topic {velib.topic(settings)}", flush=True)
     for _ in range(args.snapshots):
         with contextlib.redirect_stdout(io.StringIO()):
             code = run.main(produce)

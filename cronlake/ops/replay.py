@@ -17,8 +17,9 @@ import argparse
 import sys
 from datetime import date, datetime, time, timedelta
 
+from cronlake.core.jobs import Job
 from cronlake.core.lake import clean
-from cronlake.core.runner import JobError, RunContext, run_job
+from cronlake.core.runner import JobError, RunContext
 
 
 def day(text: str) -> date:
@@ -61,9 +62,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         context.log("replay.file", file=file.path, to=target, bytes=file.size)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_job("replay", build_parser(), run, argv, needs=("lake",))
+JOB = Job("replay", build_parser, run, needs=("lake",))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -13,7 +13,6 @@ archive, quarantine, checkpoints, models) under the root.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import shutil
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 from cronlake.core import checks
 from cronlake.core.lake import ZONES, open_lake
 from cronlake.core.mongo import client
+from cronlake.core.runner import JobLock
 from cronlake.core.settings import CHECKOUT, SettingError, Settings, load
 
 KEPT_STATE = ("run", "mongo", "log")  # the embedded servers are running: their pid files, data and logs stay
@@ -39,16 +39,6 @@ def guard(folder: Path, what: str) -> None:
         raise ResetError(f"{what} {folder} contains the checkout or is a root folder; refusing to empty it")
     if any((folder / marker).exists() for marker in CHECKOUT_MARKERS):
         raise ResetError(f"{what} {folder} looks like a checkout or a virtualenv; refusing to empty it")
-
-
-def lock_held(lock: Path) -> bool:
-    with open(lock, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
 
 
 def plan(settings: Settings) -> list[str]:
@@ -85,7 +75,7 @@ def empty_state(settings: Settings) -> list[str]:
         if entry.name in KEPT_STATE or entry == lake_root:
             continue
         if entry.name == "locks" and entry.is_dir():
-            held = [lock for lock in sorted(entry.iterdir()) if lock_held(lock)]
+            held = [lock for lock in sorted(entry.iterdir()) if JobLock(state, lock.stem).is_held()]
             for lock in entry.iterdir():
                 if lock not in held:
                     lock.unlink()

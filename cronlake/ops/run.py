@@ -6,14 +6,14 @@ This is the single entry point cron, the ops scripts and `spark-submit` use. Exi
 
 from __future__ import annotations
 
-import importlib
 import sys
 
-from cronlake.core.jobs import JOBS
+from cronlake.core import jobs
+from cronlake.core.runner import EXIT_SETTINGS
 
 
 def usage() -> str:
-    names = "\n".join(f"  {name:<24} {module}" for name, module in sorted(JOBS.items()))
+    names = "\n".join(f"  {job.name:<24} {job.description}" for job in jobs.registry().values())
     return f"usage: python -m cronlake.ops.run <job> [--help | job arguments]\n\njobs:\n{names}\n"
 
 
@@ -22,11 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "--list"):
         print(usage(), end="")
         return 0
-    job, *arguments = argv
-    if job not in JOBS:
-        print(f"error: unknown job {job!r}\n{usage()}", file=sys.stderr, end="")
-        return 2
-    return importlib.import_module(JOBS[job]).main(arguments)
+    name, *arguments = argv
+    try:
+        job = jobs.get(name)
+    except KeyError:
+        print(f"error: unknown job {name!r}\n{usage()}", file=sys.stderr, end="")
+        return EXIT_SETTINGS
+    return job.main(arguments)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,8 @@ an overlapping run finds the job's lock held and exits 75, which `exec` reports 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
 import getpass
-import importlib
-import io
 import json
 import os
 import re
@@ -37,7 +34,10 @@ from pathlib import Path
 import yaml
 from crontab import CronSlices, CronTab
 
-from cronlake.core.jobs import JOBS
+from cronlake.core import jobs
+from cronlake.core.files import atomic_write
+from cronlake.core.jobs import ArgumentsRejected, split_passthrough
+from cronlake.core.runner import EXIT_LOCKED
 from cronlake.core.settings import CHECKOUT, SettingError, load, mask_secret
 
 SCHEDULES_FILE = CHECKOUT / "crontab" / "schedules.yaml"
@@ -48,7 +48,6 @@ PLACEHOLDER = re.compile(r"\{(\w*)\}")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_KEEP = 3
-EXIT_LOCKED = 75  # the runner's "another run holds the lock"; kept here so `exec` needs no runner import
 
 
 class ScheduleError(Exception):
@@ -106,24 +105,18 @@ def validate(entry: Entry) -> None:
     """Raise ScheduleError unless cron accepts the schedule and the job's parser accepts the arguments."""
     if not CronSlices.is_valid(entry.schedule):
         raise ScheduleError(f"entry {entry.name}: invalid cron schedule {entry.schedule!r}")
-    if entry.job not in JOBS:
-        raise ScheduleError(f"entry {entry.name}: unknown job {entry.job!r} (known: {', '.join(sorted(JOBS))})")
     try:
-        module = importlib.import_module(JOBS[entry.job])
-    except ImportError as exc:
-        raise ScheduleError(f"entry {entry.name}: job {entry.job} cannot be imported ({exc})") from None
+        job = jobs.get(entry.job)
+    except KeyError as exc:
+        raise ScheduleError(f"entry {entry.name}: {exc.args[0]}") from None
     try:
         args = expand(entry.args, date.today())
     except ScheduleError as exc:
         raise ScheduleError(f"entry {entry.name}: {exc}") from None
-    errors = io.StringIO()
     try:
-        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
-            module.build_parser().parse_args(args)
-    except SystemExit:
-        detail = errors.getvalue().strip().splitlines()
-        reason = detail[-1] if detail else "arguments ask for help instead of a run"
-        raise ScheduleError(f"entry {entry.name}: job {entry.job} rejects {shlex.join(args)!r}: {reason}") from None
+        job.check_arguments(args)
+    except ArgumentsRejected as exc:
+        raise ScheduleError(f"entry {entry.name}: job {entry.job} rejects {shlex.join(args)!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -172,11 +165,7 @@ class Target:
         if not text.strip():
             self.cron_file.unlink(missing_ok=True)
             return
-        self.cron_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.cron_file.parent / f".{self.cron_file.name}.{os.getpid()}.tmp"
-        temporary.write_text(text, encoding="utf-8")
-        temporary.chmod(0o644)  # cron refuses group- or world-writable files
-        os.replace(temporary, self.cron_file)
+        atomic_write(self.cron_file, text, mode=0o644)  # cron refuses group- or world-writable files
 
 
 def java_home() -> str:
@@ -344,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     job_argv: list[str] = []
-    if argv[:1] == ["exec"] and "--" in argv:  # everything after `--` belongs to the job, options included
-        argv, job_argv = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    if argv[:1] == ["exec"]:  # everything after `--` belongs to the job, options included
+        argv, job_argv = split_passthrough(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.action == "exec":

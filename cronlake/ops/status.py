@@ -2,7 +2,7 @@
 
 Shows whether Kafka, MongoDB and the lake answer, the last run of every registered job (status, age,
 duration, error), the landing backlog and quarantine per source (read from the lake now, not from the
-census), and whether the streaming job is alive (the pid in its lock file runs; age of its last heartbeat).
+census), and whether each long-running job is alive (the pid in its lock file runs; age of its last heartbeat).
 Exit code 1 when a service does not answer, else 0 (a failed job run is shown, not an exit code: cron
 retries it on its next tick).
 """
@@ -16,15 +16,12 @@ from datetime import datetime
 
 import psutil
 
-from cronlake.core import checks
-from cronlake.core.jobs import JOBS
+from cronlake.core import checks, jobs
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import ops_db
 from cronlake.core.runner import JobLock, utcnow
 from cronlake.core.settings import SettingError, Settings, load
 from cronlake.ops.census import census
-
-STREAM_JOB = "velib_stream"
 
 
 def age(moment: datetime | None, now: datetime) -> str:
@@ -57,7 +54,7 @@ def services(settings: Settings) -> list[tuple[str, str | None]]:
 def last_runs(settings: Settings) -> list[dict]:
     """The newest job_runs document of each registered job (and of any other job that has runs)."""
     collection = ops_db(settings).job_runs
-    names = sorted(set(JOBS) | set(collection.distinct("job")))
+    names = sorted(set(jobs.registry()) | set(collection.distinct("job")))
     found = []
     for name in names:
         run = next(iter(collection.find({"job": name}).sort("started_at", -1).limit(1)), None)
@@ -65,16 +62,16 @@ def last_runs(settings: Settings) -> list[dict]:
     return found
 
 
-def stream_line(settings: Settings, now: datetime, mongo_ok: bool) -> str:
-    holder = JobLock(settings.state_path, STREAM_JOB).holder()
+def long_running_line(settings: Settings, job: str, now: datetime, mongo_ok: bool) -> str:
+    holder = JobLock(settings.state_path, job).holder()
     try:  # the lock file keeps the pid of the last holder: check that this pid still is that job
-        running = STREAM_JOB in " ".join(psutil.Process(int(holder)).cmdline())
+        running = job in " ".join(psutil.Process(int(holder)).cmdline())
     except (ValueError, psutil.Error):
         running = False
     alive = f"running (pid {holder})" if running else "NOT running (no live process of it on this host)"
-    beat = ops_db(settings).heartbeats.find_one({"_id": STREAM_JOB}) if mongo_ok else None
+    beat = ops_db(settings).heartbeats.find_one({"_id": job}) if mongo_ok else None
     heartbeat = f"last micro-batch {age(beat.get('last_batch_at'), now)}" if beat else "no heartbeat recorded"
-    return f"{STREAM_JOB}: {alive}; {heartbeat}"
+    return f"{job}: {alive}; {heartbeat}"
 
 
 def report(settings: Settings) -> tuple[bool, list[str]]:
@@ -112,7 +109,8 @@ def report(settings: Settings) -> tuple[bool, list[str]]:
                          f"  oldest {oldest}{rejects}")
 
     lines.append("streaming:")
-    lines.append("  " + stream_line(settings, now, "mongodb" not in down))
+    for job in (job for job in jobs.registry().values() if job.long_running):
+        lines.append("  " + long_running_line(settings, job.name, now, "mongodb" not in down))
     return not down, lines
 
 

@@ -1,6 +1,6 @@
 """Run one job with the configured Spark master: `scripts/submit JOB [ARGS...]`.
 
-A job whose module uses Spark (`context.spark`) goes through `spark-submit --master $CRONLAKE_SPARK_MASTER`
+A job that declares the need "spark" goes through `spark-submit --master $CRONLAKE_SPARK_MASTER`
 with the kit's code zipped into `--py-files` and `cronlake/ops/submit_entry.py` as the driver file, so
 the same command works on local[*], a standalone master and YARN (client mode: the driver, its lock and its
 run record stay on this machine). Any other job runs as `python -m cronlake.ops.run JOB [ARGS...]`.
@@ -10,32 +10,21 @@ Either way the process is replaced (exec), so its exit code is the job's.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
 
-from cronlake.core.jobs import JOBS
+from cronlake.core import jobs
 from cronlake.core.settings import SettingError, Settings, load
 from cronlake.core.spark import build_code_zip
 
 ENTRY = Path(__file__).with_name("submit_entry.py")
-USES_SPARK = re.compile(r"\bcontext\.spark\b")
-
-
-def uses_spark(job: str) -> bool:
-    """Whether the job's module source starts Spark through its run context."""
-    spec = importlib.util.find_spec(JOBS[job])
-    if spec is None or spec.origin is None:
-        raise SettingError(f"job {job}: module {JOBS[job]} not found")
-    return bool(USES_SPARK.search(Path(spec.origin).read_text(encoding="utf-8")))
 
 
 def command(settings: Settings, job: str, job_args: list[str]) -> list[str]:
     python = sys.executable
-    if not uses_spark(job):
+    if not jobs.get(job).uses_spark:
         return [python, "-m", "cronlake.ops.run", job, *job_args]
     spark_submit = shutil.which("spark-submit", path=str(Path(python).parent)) or shutil.which("spark-submit")
     if spark_submit is None:
@@ -49,7 +38,8 @@ def command(settings: Settings, job: str, job_args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/submit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("job", choices=sorted(JOBS), metavar="JOB", help="a job of cronlake/core/jobs.py")
+    parser.add_argument("job", choices=list(jobs.registry()), metavar="JOB",
+                        help="a registered job (python -m cronlake.ops.run --list)")
     parser.add_argument("job_args", nargs=argparse.REMAINDER, help="the job's own arguments")
     args = parser.parse_args(argv)
     try:

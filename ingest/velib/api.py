@@ -112,9 +112,10 @@ def get_velib_data(nrows: int | None, base_url: str | None = None, session: requ
     if nrows is not None and nrows < 0:
         raise ValueError(f"nrows must be >= 0, got {nrows}")
     if base_url is None:
+        from cronlake.contracts import velib
         from cronlake.core.settings import load
 
-        base_url = load().velib_api_url
+        base_url = velib.api_url(load())
     base_url = base_url.rstrip("/")
     retry = retry or RetryPolicy()
     own_session = session is None

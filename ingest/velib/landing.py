@@ -27,13 +27,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cronlake.contracts import velib
+from cronlake.core.jobs import Job
 from cronlake.core.kafka_client import end_offsets, new_consumer
 from cronlake.core.lake import Lake
 from cronlake.core.mongo import ops_db
-from cronlake.core.runner import RunContext, run_job, utcnow
+from cronlake.core.runner import RunContext, utcnow
 from ingest.velib.records import FIELDS, RecordError, from_csv_row, to_csv_row
 
-JOB = "velib_land"
 GROUP = "cronlake-velib-landing"
 SOURCE = "velib"
 
@@ -90,7 +91,7 @@ def render(batch: Batch) -> tuple[bytes, list[dict[str, Any]]]:
 
 
 def pending_path(topic: str, partition: int) -> str:
-    return f"checkpoints/{JOB}/pending/{topic}-p{partition}.json"
+    return f"checkpoints/{JOB.name}/pending/{topic}-p{partition}.json"
 
 
 def land(context: RunContext, lake: Lake, batch: Batch) -> None:
@@ -119,7 +120,7 @@ def group_consumer(context: RunContext, topic: str, max_poll: int) -> Any:
 
     return KafkaConsumer(topic, bootstrap_servers=context.settings.kafka_bootstrap.split(","), group_id=GROUP,
                          enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=6000,
-                         heartbeat_interval_ms=1000, max_poll_records=max_poll, client_id=f"cronlake-{JOB}")
+                         heartbeat_interval_ms=1000, max_poll_records=max_poll, client_id=f"cronlake-{JOB.name}")
 
 
 def collect(context: RunContext, consumer: Any, lake: Lake, args: argparse.Namespace) -> dict[Any, Batch]:
@@ -196,7 +197,7 @@ def record_lag(context: RunContext, consumer: Any, topic: str) -> dict[str, int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=JOB, description=__doc__,
+    parser = argparse.ArgumentParser(prog=JOB.name, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-records", type=int, default=200_000, help="read at most N messages (default 200000)")
     parser.add_argument("--idle-seconds", type=float, default=3.0,
@@ -210,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
     lake = context.lake
-    topic = context.settings.velib_topic
+    topic = velib.topic(context.settings)
     consumer = group_consumer(context, topic, min(args.max_records, 5000))
     try:
         batches = collect(context, consumer, lake, args)
@@ -229,9 +230,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         consumer.close(autocommit=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_job(JOB, build_parser(), run, argv, needs=("kafka", "lake"))
+JOB = Job("velib_land", build_parser, run, needs=("kafka", "lake"))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -2,7 +2,7 @@
 
 One run: fetch the stations from the live API (`--source api`) or a recorded file (`--source replay
 --replay-file PATH`), normalise them (rows that do not fit go to `quarantine/velib_api/<run id>.rejects.jsonl`
-in the lake with their reason), drop snapshots already sent, and produce the rest to `settings.velib_topic`
+in the lake with their reason), drop snapshots already sent, and produce the rest to `velib.topic(settings)`
 (key = station code, value = the record as JSON, `acks=all`, idempotent when the broker supports it).
 
 Exactly once across runs, restarts and outages rests on two small files under `<state>/velib/`:
@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cronlake.contracts import velib
+from cronlake.core.jobs import Job
 from cronlake.core.lake import LocalLake
-from cronlake.core.runner import JobError, RunContext, run_job
+from cronlake.core.runner import JobError, RunContext
 from cronlake.core.settings import Settings
 from ingest.velib.api import ApiSource, RetryPolicy, VelibApiError, VelibSource
 from ingest.velib.records import RecordError
@@ -151,9 +153,9 @@ def ensure_topic(settings: Settings, partitions: int, replication_factor: int, t
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="cronlake-velib-admin",
                              request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
     try:
-        if settings.velib_topic in admin.list_topics():
+        if velib.topic(settings) in admin.list_topics():
             return False
-        admin.create_topics([NewTopic(settings.velib_topic, partitions, replication_factor)])
+        admin.create_topics([NewTopic(velib.topic(settings), partitions, replication_factor)])
         return True
     except TopicAlreadyExistsError:
         return False
@@ -183,7 +185,7 @@ def send(settings: Settings, records: list[dict[str, Any]], kafka_timeout_s: flo
     futures = []
     try:
         for record in records:
-            futures.append(producer.send(settings.velib_topic, key=record["station_code"], value=record))
+            futures.append(producer.send(velib.topic(settings), key=record["station_code"], value=record))
     except KafkaError as exc:
         result.error = describe(exc)
     try:
@@ -210,7 +212,7 @@ def send(settings: Settings, records: list[dict[str, Any]], kafka_timeout_s: flo
 def build_source(args: argparse.Namespace, settings: Settings) -> VelibSource:
     if args.source == "api":
         retry = RetryPolicy(attempts=args.http_attempts, backoff_s=args.http_backoff, timeout_s=args.http_timeout)
-        return ApiSource(settings.velib_api_url, retry)
+        return ApiSource(velib.api_url(settings), retry)
     if args.replay_file is None:
         raise JobError("--source replay needs --replay-file PATH")
     try:
@@ -245,7 +247,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         context.count(name, 0)
     store = LocalLake(settings.state_path / "velib")
     source = build_source(args, settings)
-    state, spool = SentState(store, settings.velib_topic), Spool(store, settings.velib_topic)
+    state, spool = SentState(store, velib.topic(settings)), Spool(store, velib.topic(settings))
     spool_files = spool.files()
     spooled = sorted(spool.read(spool_files), key=lambda r: r["reported_at"])
     if spool_files:
@@ -287,7 +289,7 @@ def deliver(context: RunContext, args: argparse.Namespace, batch: list[dict[str,
     context.count("rows_out", len(acknowledged))
     context.count("sent", len(acknowledged))
     context.count("sent_from_spool", sum(1 for r in acknowledged if snapshot_key(r) in from_spool))
-    context.log("kafka.sent", topic=settings.velib_topic, acknowledged=len(acknowledged), pending=len(pending),
+    context.log("kafka.sent", topic=velib.topic(settings), acknowledged=len(acknowledged), pending=len(pending),
                 idempotent=result.idempotent, partitions=result.partitions)
     error = None
     if pending:
@@ -300,9 +302,8 @@ def deliver(context: RunContext, args: argparse.Namespace, batch: list[dict[str,
     return error
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_job("velib_produce", build_parser(), run, argv, needs=("lake",))
+JOB = Job("velib_produce", build_parser, run, needs=("lake",))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -17,9 +17,10 @@ from datetime import date
 
 from pymongo import UpdateOne
 
+from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db
 from cronlake.core.protocol import Claim, run_batch
-from cronlake.core.runner import RunContext, run_job
+from cronlake.core.runner import RunContext
 
 SOURCE = "retail"
 DATASET = "retail_transactions"
@@ -152,9 +153,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         upsert_daily_totals(context, sorted(set(args.day)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_job("retail_daily", build_parser(), run, argv, needs=("lake",))
+JOB = Job("retail_daily", build_parser, run, needs=("lake", "spark"), takes_day=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

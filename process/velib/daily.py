@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import UpdateOne
 
+from cronlake.core.jobs import Job
 from cronlake.core.lake import Lake
 from cronlake.core.mongo import data_db
 from cronlake.core.protocol import Claim, run_batch
-from cronlake.core.runner import RunContext, run_job
+from cronlake.core.runner import RunContext
 from cronlake.core.settings import Settings
 from ingest.velib.records import FIELDS, INT_FIELDS
 from process.velib.stats import EMPTY_COLUMNS, ENGINES, STATION_COLUMNS, ZONE_COLUMNS, daily_stats
@@ -232,9 +233,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         upsert_statistics(context, context.lake, sorted(requested), args.engine)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_job("velib_daily", build_parser(), run, argv, needs=("lake",))
+JOB = Job("velib_daily", build_parser, run, needs=("lake", "spark"), takes_day=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import UpdateOne
 
+from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db
-from cronlake.core.runner import JobError, RunContext, run_job
+from cronlake.core.runner import JobError, RunContext
 from process.velib.daily import read_status
 
 if TYPE_CHECKING:
@@ -254,9 +255,8 @@ def upsert_predictions(context: RunContext, predicted: DataFrame, threshold: flo
     context.log("mongo.upserted", collection="velib_predictions", documents=len(documents), model_version=version)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_job("velib_train", build_parser(), run, argv, needs=("lake",))
+JOB = Job("velib_train", build_parser, run, needs=("lake", "spark"))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

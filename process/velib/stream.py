@@ -1,6 +1,6 @@
 """Velib live averages (job `velib_stream`, long-running): Kafka → Spark Structured Streaming → MongoDB.
 
-Reads the normalised station records from `settings.velib_topic` through the `cronlake_kafka` Python data source
+Reads the normalised station records from `velib.topic(settings)` through the `cronlake_kafka` Python data source
 (`cronlake/core/kafka_source.py`), parses them by schema, and in `foreachBatch` maintains:
 
 - `velib_live_station` (one document per station): latest snapshot, averages of mechanical bikes, e-bikes and
@@ -33,11 +33,12 @@ from zoneinfo import ZoneInfo
 
 from pymongo import ReplaceOne
 
+from cronlake.contracts import velib
+from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db, ops_db
-from cronlake.core.runner import JobError, RunContext, run_job, utcnow
+from cronlake.core.runner import JobError, RunContext, utcnow
 from ingest.velib.records import BOOL_FIELDS, FIELDS, FLOAT_FIELDS, INT_FIELDS, OPTIONAL_FIELDS
 
-JOB = "velib_stream"
 STATIONS, ZONES, BUCKETS = "velib_live_station", "velib_live_zone", "velib_live_buckets"
 MEASURES = ("mechanical", "ebike", "docks_free")
 WINDOW_MINUTES = 60
@@ -268,7 +269,7 @@ class LiveWriter:
         for collection, documents in written.items():
             self.published.update({(collection, d["_id"]): d for d in documents})
         ops_db(self.context.settings).heartbeats.update_one(
-            {"_id": JOB},
+            {"_id": JOB.name},
             {"$set": {"last_batch_at": stamp, "alive_at": stamp, "batch_id": batch_id, "pid": os.getpid(),
                       "host": socket.gethostname(), "run_id": self.context.run_id}}, upsert=True)
         self.batches += 1
@@ -285,7 +286,7 @@ class LiveWriter:
 
     def alive(self) -> None:
         ops_db(self.context.settings).heartbeats.update_one(
-            {"_id": JOB}, {"$set": {"alive_at": utcnow(), "pid": os.getpid(), "host": socket.gethostname(),
+            {"_id": JOB.name}, {"$set": {"alive_at": utcnow(), "pid": os.getpid(), "host": socket.gethostname(),
                                    "run_id": self.context.run_id}}, upsert=True)
 
 
@@ -304,7 +305,7 @@ def valid_records(rows: Iterable[Mapping[str, Any]], horizon: datetime) -> tuple
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=JOB, description=__doc__,
+    parser = argparse.ArgumentParser(prog=JOB.name, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trigger-seconds", type=float, default=10.0, help="micro-batch interval (default 10)")
     parser.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
@@ -325,10 +326,10 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     spark = context.spark
     spark.dataSource.register(KafkaDataSource)
     writer = LiveWriter(context)
-    checkpoint = context.lake.uri(f"checkpoints/{JOB}")
+    checkpoint = context.lake.uri(f"checkpoints/{JOB.name}")
     messages = (
         spark.readStream.format(SOURCE_NAME)
-        .option("bootstrap", context.settings.kafka_bootstrap).option("topic", context.settings.velib_topic)
+        .option("bootstrap", context.settings.kafka_bootstrap).option("topic", velib.topic(context.settings))
         .option("startingOffsets", args.starting_offsets)
         .option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger)).load()
     )
@@ -340,9 +341,9 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         records, malformed = valid_records(rows, utcnow() + FUTURE_TOLERANCE)
         writer.write_batch(records, batch_id, malformed, read_seconds=time.monotonic() - started)
 
-    query = (parsed.writeStream.queryName(JOB).foreachBatch(on_batch).option("checkpointLocation", checkpoint)
+    query = (parsed.writeStream.queryName(JOB.name).foreachBatch(on_batch).option("checkpointLocation", checkpoint)
              .trigger(processingTime=f"{args.trigger_seconds} seconds").start())
-    context.log("stream.started", topic=context.settings.velib_topic, checkpoint=checkpoint,
+    context.log("stream.started", topic=velib.topic(context.settings), checkpoint=checkpoint,
                 trigger_seconds=args.trigger_seconds)
     last_alive = writer.last_data = time.monotonic()
     try:
@@ -364,9 +365,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         raise JobError(f"streaming query failed: {query.exception()}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_job(JOB, build_parser(), run, argv, needs=("kafka", "lake"))
+JOB = Job("velib_stream", build_parser, run, needs=("kafka", "lake", "spark"), long_running=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())
