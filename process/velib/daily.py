@@ -228,7 +228,7 @@ def document_id(row: Any, key: list[str]) -> str:
 def spark_statistics(context: RunContext, lake: Lake, days: list[str], engine: str) -> list[list[dict[str, Any]]]:
     """The three statistics tables of `days` with Spark (rows as dicts, in `COLLECTIONS` order)."""
     status = read_status(context.spark, lake, days).cache()
-    tables = [[row.asDict() for row in table.toLocalIterator()] for table in daily_stats(status, engine)]
+    tables = [[row.asDict() for row in table.collect()] for table in daily_stats(status, engine)]
     status.unpersist()
     return tables
 
@@ -266,12 +266,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
 
         lake = open_lake(context.settings)
         engine = "duckdb"
-
-        def ingest_claim(claim: Claim) -> list[str]:
-            return embedded.ingest(context, claim, lake)
-
-        def statistics(days: list[str]) -> list[list[dict[str, Any]]]:
-            return embedded.statistics(context, lake, days)
+        duck = embedded.EmbeddedRun(context, lake)
+        ingest_claim, statistics, close = duck.ingest, duck.statistics, duck.close
     else:
         lake = context.lake  # through Spark's Hadoop FileSystem: the protocol moves files on file:// and hdfs://
         engine = args.engine
@@ -282,15 +278,21 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         def statistics(days: list[str]) -> list[list[dict[str, Any]]]:
             return spark_statistics(context, lake, days, engine)
 
+        def close() -> None:
+            """The session belongs to the run context, which stops it."""
+
     def process(claim: Claim) -> None:
         days = sorted(requested | set(ingest_claim(claim)))
         if days:
             upsert_statistics(context, days, statistics(days), engine)
 
-    claim = run_batch(context, lake, SOURCE, (DATASET,), process, args.max_files)
-    if claim is None and requested:
-        days = sorted(requested)
-        upsert_statistics(context, days, statistics(days), engine)
+    try:
+        claim = run_batch(context, lake, SOURCE, (DATASET,), process, args.max_files)
+        if claim is None and requested:
+            days = sorted(requested)
+            upsert_statistics(context, days, statistics(days), engine)
+    finally:
+        close()
 
 
 JOB = Job("velib_daily", build_parser, run, needs=("lake", "spark"), takes_day=True)

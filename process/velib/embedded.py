@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from cronlake.core.lake import Lake
     from cronlake.core.runner import RunContext
 
+MEMORY_LIMIT = "1GB"  # the job's whole process stays under 1.5 GB on a day of one-minute snapshots
 TYPES = {**dict.fromkeys(INT_FIELDS, "INTEGER"), **dict.fromkeys(BOOL_FIELDS, "BOOLEAN"),
          **dict.fromkeys(FLOAT_FIELDS, "DOUBLE")}
 
@@ -46,11 +47,15 @@ def local_path(uri: str) -> Path:
     return Path(urlsplit(uri).path)
 
 
-def connect(timezone: str) -> duckdb.DuckDBPyConnection:
+def connect(timezone: str, spill: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB capped at MEMORY_LIMIT (it spills to `spill` beyond), session time zone UTC."""
     import duckdb
 
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
+    connection.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    connection.execute("SET preserve_insertion_order = false")
+    connection.execute(f"SET temp_directory = '{spill}'")
     connection.execute(f"SET VARIABLE velib_timezone = '{timezone}'")
     return connection
 
@@ -73,30 +78,31 @@ def parsed(column: str) -> str:
 
 
 def load_batch(connection: duckdb.DuckDBPyConnection, uris: list[str], required: list[str]) -> None:
-    """Table `batch`: every CSV row, typed, with its file name, `reported_ts` and `problem` (NULL if valid)."""
+    """Table `batch`: every CSV row typed, with `reported_ts` and `problem` (NULL if valid); for rejected rows
+    their `source_file`, and for rows that did not parse their raw cells (`raw_cells`)."""
     files = ", ".join(f"'{local_path(uri)}'" for uri in uris)
     columns = ", ".join(f"'{name}': 'VARCHAR'" for name in FIELDS)
-    typed = [f"{parsed(name)} AS {name}" for name in FIELDS if name != "reported_at"]
+    typed = ", ".join(f"{parsed(name)} AS {name}" for name in FIELDS if name != "reported_at")
     unparseable = " OR ".join(f'("{name}" IS NOT NULL AND {parsed(name)} IS NULL)' for name in TYPES)
-    connection.execute(f"""
-        CREATE TEMP TABLE raw AS SELECT * FROM read_csv([{files}], header = true, auto_detect = false,
-            delim = ',', quote = '"', escape = '"', columns = {{{columns}}}, null_padding = true,
-            strict_mode = false, filename = true)""")
+    required_text = str(required).replace("'", "''")
     connection.execute(f"""
         CREATE TEMP TABLE batch AS
         WITH typed AS (
-            SELECT *, {", ".join(f'"{name}" AS raw_{name}' for name in FIELDS)},
+            SELECT filename, {typed}, reported_at,
                    try_strptime(regexp_replace(reported_at, 'Z$', '+00'), '%Y-%m-%dT%H:%M:%S%z') AS reported_ts,
-                   {unparseable} AS unparseable
-            FROM raw)
-        SELECT parse_filename(filename) AS source_file, {", ".join(typed)}, reported_at, reported_ts,
-               {", ".join(f"raw_{name}" for name in FIELDS)},
-               CASE WHEN unparseable THEN 'unparseable row (a value of the wrong type or column count)'
-                    WHEN reported_ts IS NULL THEN 'reported_at is not an ISO-8601 UTC time'
-                    WHEN {" OR ".join(f"{parsed(c)} IS NULL" for c in required)} THEN 'one of {str(required).replace("'", "''")} is empty'
-                    WHEN {" OR ".join(f"{parsed(c)} < 0" for c in INT_FIELDS)} THEN 'negative count' END AS problem
-        FROM typed""")
-    connection.execute("DROP TABLE raw")
+                   {unparseable} AS unparseable, [{", ".join(f'"{name}"' for name in FIELDS)}] AS cells
+            FROM read_csv([{files}], header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
+                          columns = {{{columns}}}, null_padding = true, strict_mode = false, filename = true)),
+        checked AS (
+            SELECT *, CASE WHEN unparseable THEN 'unparseable row (a value of the wrong type or column count)'
+                           WHEN reported_ts IS NULL THEN 'reported_at is not an ISO-8601 UTC time'
+                           WHEN {" OR ".join(f"{c} IS NULL" for c in required)} THEN 'one of {required_text} is empty'
+                           WHEN {" OR ".join(f"{c} < 0" for c in INT_FIELDS)} THEN 'negative count' END AS problem
+            FROM typed)
+        SELECT * EXCLUDE (filename, unparseable, cells),
+               CASE WHEN problem IS NOT NULL THEN parse_filename(filename) END AS source_file,
+               CASE WHEN unparseable THEN cells END AS raw_cells
+        FROM checked""")
 
 
 def rejects(connection: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, Any]]]:
@@ -104,16 +110,15 @@ def rejects(connection: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, A
     (re-serialised as CSV), and the fields that parsed."""
     result: dict[str, list[dict[str, Any]]] = {}
     rows = connection.execute(f"""
-        SELECT source_file, problem, {", ".join(FIELDS)}, {", ".join(f"raw_{name}" for name in FIELDS)}
-        FROM batch WHERE problem IS NOT NULL""").fetchall()
-    for row in rows:
-        values, raw = row[2:2 + len(FIELDS)], row[2 + len(FIELDS):]
+        SELECT source_file, problem, raw_cells, {", ".join(FIELDS)} FROM batch WHERE problem IS NOT NULL""")
+    for source_file, problem, cells, *values in rows.fetchall():
         line = None
-        if row[1].startswith("unparseable"):
+        if cells is not None:
             buffer = io.StringIO()
-            csv.writer(buffer, lineterminator="").writerow(["" if cell is None else cell for cell in raw])
+            csv.writer(buffer, lineterminator="").writerow(["" if cell is None else cell for cell in cells])
             line = buffer.getvalue()
-        result.setdefault(row[0], []).append({"reason": row[1], "line": line, **dict(zip(FIELDS, values, strict=True))})
+        result.setdefault(source_file, []).append({"reason": problem, "line": line,
+                                                   **dict(zip(FIELDS, values, strict=True))})
     return result
 
 
@@ -134,56 +139,73 @@ def status_relation(files: list[str], columns: list[str]) -> str:
 def write_parquet(connection: duckdb.DuckDBPyConnection, table: str, folder: Path) -> None:
     """`table` as Parquet in `folder`, one Hive folder per day (`day=YYYY-MM-DD/`), as Spark's partitionBy."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    connection.execute(f"COPY (SELECT * FROM {table} ORDER BY day) TO '{folder}' (FORMAT parquet, PARTITION_BY (day))")
+    connection.execute(f"COPY {table} TO '{folder}' (FORMAT parquet, PARTITION_BY (day))")
 
 
-def ingest(context: RunContext, claim: Claim, lake: Lake) -> list[str]:
-    """Validate, deduplicate and publish the claimed files with DuckDB; return the local days they touch."""
-    check_headers(claim, first_line)
-    if not claim.accepted:
-        return []
-    connection = connect(context.settings.timezone)
-    load_batch(connection, claim.uris(), REQUIRED)
-    context.log("input", files=len(claim.accepted), partitions=1, runner="duckdb")
-    rows_in = connection.execute("SELECT count(*) FROM batch").fetchone()[0]
-    found = rejects(connection)
-    keep_rejects(claim, found)
-    rejected = sum(len(r) for r in found.values())
-    columns = ", ".join("reported_ts AS reported_at" if c == "reported_at" else c for c in STATUS_COLUMNS[:-1])
-    connection.execute(f"""
-        CREATE TEMP TABLE valid AS
-        SELECT {columns}, strftime(reported_ts AT TIME ZONE getvariable('velib_timezone'), '%Y-%m-%d') AS day
-        FROM batch WHERE problem IS NULL""")
-    connection.execute("DROP TABLE batch")
-    days = [r[0] for r in connection.execute("SELECT DISTINCT day FROM valid ORDER BY day").fetchall()]
-    known = day_files(lake, DATASET, days)
-    anti_join = f"ANTI JOIN {status_relation(known, KEY)} AS known USING (station_code, reported_at)" if known else ""
-    order = ", ".join(f"{c} DESC NULLS LAST" for c in PREFERENCE)
-    connection.execute(f"""
-        CREATE TEMP TABLE fresh AS
-        SELECT {", ".join(STATUS_COLUMNS)} FROM valid {anti_join}
-        QUALIFY row_number() OVER (PARTITION BY station_code, reported_at ORDER BY {order}) = 1""")
-    rows_out = connection.execute("SELECT count(*) FROM fresh").fetchone()[0]
-    count_rows(context, rows_in, rejected, rows_out, days)
-    if rows_out:
-        claim.publish(DATASET, lambda uri: write_parquet(connection, "fresh", local_path(uri)))
-    connection.close()
-    return days
+class EmbeddedRun:
+    """One run of the DuckDB runner: one in-memory database from the claim to the statistics. The statistics of
+    a touched day come from its files as they were before this run plus this run's new rows, still in memory
+    (the same rows the day's folder holds after the publish, without reading them back)."""
 
+    def __init__(self, context: RunContext, lake: Lake):
+        self.context, self.lake = context, lake
+        self.connection = connect(context.settings.timezone, context.settings.state_path / "duckdb")
+        self.earlier: dict[str, list[str]] = {}  # touched day → its files before this run's publish
 
-def statistics(context: RunContext, lake: Lake, days: list[str]) -> list[list[dict[str, Any]]]:
-    """The three statistics tables of `days` (rows as dicts, in `COLLECTIONS` order) from the processed days."""
-    connection = connect(context.settings.timezone)
-    files = day_files(lake, DATASET, days)
-    if not files:
-        return [[], [], []]
-    connection.execute(f"CREATE TEMP TABLE status AS SELECT * FROM {status_relation(files, STATUS_COLUMNS)}")
-    connection.execute(f"CREATE TEMP TABLE station_daily AS {STATION_SQL.format(status='status')}")
-    tables = []
-    for query in ("SELECT * FROM station_daily", ZONE_SQL.format(status="status"),
-                  EMPTY_SQL.format(station_daily="station_daily")):
-        result = connection.execute(query)
-        names = [d[0] for d in result.description]
-        tables.append([dict(zip(names, row, strict=True)) for row in result.fetchall()])
-    connection.close()
-    return tables
+    def ingest(self, claim: Claim) -> list[str]:
+        """Validate, deduplicate and publish the claimed files; return the local days they touch."""
+        connection, context = self.connection, self.context
+        check_headers(claim, first_line)
+        if not claim.accepted:
+            return []
+        load_batch(connection, claim.uris(), REQUIRED)
+        context.log("input", files=len(claim.accepted), partitions=1, runner="duckdb")
+        rows_in = connection.execute("SELECT count(*) FROM batch").fetchone()[0]
+        found = rejects(connection)
+        keep_rejects(claim, found)
+        columns = ", ".join("reported_ts AS reported_at" if c == "reported_at" else c for c in STATUS_COLUMNS[:-1])
+        connection.execute(f"""
+            CREATE TEMP VIEW valid AS
+            SELECT {columns}, strftime(reported_ts AT TIME ZONE getvariable('velib_timezone'), '%Y-%m-%d') AS day
+            FROM batch WHERE problem IS NULL""")
+        days = [r[0] for r in connection.execute("SELECT DISTINCT day FROM valid ORDER BY day").fetchall()]
+        self.earlier = {day: day_files(self.lake, DATASET, [day]) for day in days}
+        known = [file for files in self.earlier.values() for file in files]
+        anti_join = f"ANTI JOIN {status_relation(known, KEY)} AS known USING (station_code, reported_at)" \
+            if known else ""
+        order = ", ".join(f"{c} DESC NULLS LAST" for c in PREFERENCE)
+        connection.execute(f"""
+            CREATE TEMP TABLE fresh AS
+            SELECT {", ".join(STATUS_COLUMNS)} FROM valid {anti_join}
+            QUALIFY row_number() OVER (PARTITION BY station_code, reported_at ORDER BY {order}) = 1""")
+        connection.execute("DROP VIEW valid")
+        connection.execute("DROP TABLE batch")
+        rows_out = connection.execute("SELECT count(*) FROM fresh").fetchone()[0]
+        count_rows(context, rows_in, sum(len(r) for r in found.values()), rows_out, days)
+        if rows_out:
+            claim.publish(DATASET, lambda uri: write_parquet(connection, "fresh", local_path(uri)))
+        return days
+
+    def statistics(self, days: list[str]) -> list[list[dict[str, Any]]]:
+        """The three statistics tables of `days` (rows as dicts, in `COLLECTIONS` order)."""
+        connection = self.connection
+        files = [file for day in days
+                 for file in self.earlier.get(day, day_files(self.lake, DATASET, [day]))]
+        parts = [f"SELECT * FROM {status_relation(files, STATUS_COLUMNS)}"] if files else []
+        if self.earlier:
+            listed = ", ".join(f"'{day}'" for day in days)
+            parts.append(f"SELECT * FROM fresh WHERE day IN ({listed})")
+        if not parts:
+            return [[], [], []]
+        connection.execute(f"CREATE OR REPLACE TEMP VIEW status AS {' UNION ALL '.join(parts)}")
+        connection.execute(f"CREATE OR REPLACE TEMP TABLE station_daily AS {STATION_SQL.format(status='status')}")
+        tables = []
+        for query in ("SELECT * FROM station_daily", ZONE_SQL.format(status="status"),
+                      EMPTY_SQL.format(station_daily="station_daily")):
+            result = connection.execute(query)
+            names = [d[0] for d in result.description]
+            tables.append([dict(zip(names, row, strict=True)) for row in result.fetchall()])
+        return tables
+
+    def close(self) -> None:
+        self.connection.close()
