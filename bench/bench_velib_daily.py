@@ -2,9 +2,10 @@
 
 1. One day of scaled snapshots (`--every-minutes 1`: 1,985,760) from landing CSV to processed Parquet and
    MongoDB documents, each engine as a subprocess on the same files, `--rounds` times (medians printed):
-   `velib_daily` as a user runs it (`--runner auto`: DuckDB on a local master), `velib_daily --runner spark`,
-   the plain DuckDB script doing the same phases (`bench/baseline_velib_duckdb.py`) and the plain Spark script
-   read → groupBy → write (`bench/baseline_velib_spark.py`). Ratios are against the DuckDB baseline.
+   `velib_daily` as a user runs it (`--runner auto`: DuckDB on a local master), the plain DuckDB script doing
+   the same phases (`bench/baseline_velib_duckdb.py`), the plain Spark script read → groupBy → write
+   (`bench/baseline_velib_spark.py`) and, with `--spark-runner`, `velib_daily --runner spark`. Ratios are
+   against the DuckDB baseline.
 2. Incremental cost: the processed lake holds 1, 7 or 30 days (the bench day plus time-shifted copies of it),
    one new 5-minute landing file for the last day arrives, `velib_daily` runs; ratios against the 1-day lake.
 
@@ -14,6 +15,7 @@ loopback ports.
 
     python bench/bench_velib_daily.py                          # ~200k snapshots (one day, every 10 minutes)
     python bench/bench_velib_daily.py --every-minutes 1 --rounds 3
+    python bench/bench_velib_daily.py --scaled /tmp/velib-scaled --spark-runner   # files from make_velib_scaled
 """
 
 from __future__ import annotations
@@ -100,17 +102,17 @@ def job_env(env: dict[str, str], lake: Path, name: str) -> dict[str, str]:
 JOB = [sys.executable, "-m", "cronlake.ops.run", "velib_daily"]
 
 
-def one_day(work: Path, env: dict[str, str], rounds: int) -> list[dict]:
+def one_day(work: Path, scaled: Path, env: dict[str, str], rounds: int, spark_runner: bool) -> list[dict]:
     """Each engine on the same landing files, `rounds` times, fresh outputs every time; medians."""
-    scaled = work / "scaled"
     engines = {
         "velib_daily (as run: --runner auto)": lambda lake: JOB,
-        "velib_daily --runner spark": lambda lake: [*JOB, "--runner", "spark"],
         "DuckDB script, same phases": lambda lake: [sys.executable, "bench/baseline_velib_duckdb.py", "--input",
                                                     str(scaled), "--out", str(lake / "out")],
         "Spark script: CSV → groupBy → write": lambda lake: [sys.executable, "bench/baseline_velib_spark.py",
                                                              "--input", str(scaled), "--out", str(lake / "out")],
     }
+    if spark_runner:
+        engines["velib_daily --runner spark"] = lambda lake: [*JOB, "--runner", "spark"]
     measured: dict[str, list[dict]] = {name: [] for name in engines}
     for round_ in range(rounds):
         for index, (name, command) in enumerate(engines.items()):
@@ -149,9 +151,9 @@ def five_minutes(scaled: Path, target: Path) -> Path:
     return last
 
 
-def incremental(work: Path, env: dict[str, str], history: list[int], rounds: int) -> list[dict]:
+def incremental(work: Path, scaled: Path, env: dict[str, str], history: list[int], rounds: int) -> list[dict]:
     """One new 5-minute file into lakes holding 1, 7, 30 processed days; the job as a user runs it."""
-    scaled, new = work / "scaled", work / "new"
+    new = work / "new"
     last = five_minutes(scaled, new)
     results = []
     for days in history:
@@ -177,6 +179,11 @@ def incremental(work: Path, env: dict[str, str], history: list[int], rounds: int
     return results
 
 
+def count_rows(file: Path) -> int:
+    with open(file, encoding="utf-8") as handle:
+        return sum(1 for _ in handle) - 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench_velib_daily", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -186,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--history", default="1,7,30", help="processed days for the incremental runs (default 1,7,30)")
     parser.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
     parser.add_argument("--data", type=Path, default=DATA, help=f"the shared velib data folder (default {DATA})")
+    parser.add_argument("--scaled", type=Path, default=None,
+                        help="reuse landing files written by make_velib_scaled.py (one day) instead of generating")
+    parser.add_argument("--spark-runner", action="store_true",
+                        help="also time velib_daily --runner spark (the cluster runner) on one node")
     parser.add_argument("--skip-day", action="store_true", help="only the incremental runs")
     return parser
 
@@ -197,14 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     stack = settings_module.load({**os.environ, **env})
     try:
         started = time.monotonic()
-        rows = generate(work / "scaled", 1, args.every_minutes, data=args.data)
-        print(f"scaled data: {rows} snapshots, one day every {args.every_minutes} min, "
-              f"generated in {time.monotonic() - started:.0f} s; {os.cpu_count()} cores, master {args.master}",
-              flush=True)
+        scaled = args.scaled or work / "scaled"
+        if args.scaled is None:
+            generate(scaled, 1, args.every_minutes, data=args.data)
+        rows = sum(count_rows(file) for file in scaled.glob("*.csv"))
+        print(f"scaled data: {rows} snapshots in {scaled} ({time.monotonic() - started:.0f} s); "
+              f"{os.cpu_count()} cores, master {args.master}, load average {os.getloadavg()[0]:.1f}", flush=True)
         embedded.up(stack)
-        day = [] if args.skip_day else one_day(work, env, args.rounds)
-        history = incremental(work, env, [int(d) for d in args.history.split(",")], args.rounds)
+        day = [] if args.skip_day else one_day(work, scaled, env, args.rounds, args.spark_runner)
+        history = incremental(work, scaled, env, [int(d) for d in args.history.split(",")], args.rounds)
         print_tables(rows, args.rounds, day, history)
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         embedded.down(stack)
         shutil.rmtree(work, ignore_errors=True)
