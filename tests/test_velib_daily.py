@@ -205,7 +205,7 @@ def test_spark_and_duckdb_runners_give_identical_outputs(spark, cronlake_env, tm
         land(env, SLICES[1], name="velib-replayed.csv")  # a second run: deduplicated against the processed days
         run_job("--runner", runner, "--day", "2022-05-12")
         dataset = env["CRONLAKE_LAKE_ROOT"] + "/processed/velib_status"
-        snapshots = spark.read.schema(velib_daily.STATUS_SCHEMA).parquet(dataset)
+        snapshots = spark.read.schema(velib.STATUS.spark_schema()).parquet(dataset)
         rejects = (lake_root(env) / "quarantine" / "velib" / "velib-mixed.csv.rejects.jsonl").read_text()
         outputs[runner] = {"snapshots": sorted(snapshots.collect()), "mongo": mongo_state(),
                            "rejects": sorted(rejects.splitlines())}
