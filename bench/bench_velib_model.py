@@ -22,9 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cronlake.contracts.velib import STATION  # noqa: E402
 from cronlake.core import settings as settings_module  # noqa: E402
 from cronlake.core.spark import get_session  # noqa: E402
-from ingest.velib.records import FIELDS, RecordError, StationIndex, normalise_history_row  # noqa: E402
+from ingest.velib.records import RecordError, StationIndex, normalise_history_row  # noqa: E402
 from ingest.velib.replay import default_reference_files, open_text  # noqa: E402
 from process.velib import model as velib_model  # noqa: E402
 from process.velib.daily import CSV_SCHEMA, KEY, PREFERENCE  # noqa: E402
@@ -54,7 +55,7 @@ def normalise_history(history: Path, target: Path) -> tuple[int, int]:
             except RecordError:
                 skipped += 1
                 continue
-            writer.writerow(["" if record[f] is None else record[f] for f in FIELDS])
+            writer.writerow(["" if record[f] is None else record[f] for f in STATION.names])
             written += 1
     return written, skipped
 

@@ -17,11 +17,11 @@ import pytest
 from conftest import FIXTURES, REPO, run_cli
 from retail_expected import daily_totals
 
+from cronlake.contracts.velib import STATION
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import data_db, ops_db
 from cronlake.core.settings import load
 from cronlake.ops import census, run
-from ingest.velib.records import csv_header
 
 SCRIPTS = ("up", "down", "status", "submit", "backfill", "replay", "reset")
 
@@ -122,8 +122,8 @@ def test_status_names_services_last_runs_and_backlog(cronlake_env):
 
 def velib_file(*reported_at: str) -> bytes:
     """A landing CSV of velib records (contract header) with these `reported_at` values."""
-    header = ",".join(csv_header())
-    rows = [",".join("12001" if f == "station_code" else t if f == "reported_at" else "1" for f in csv_header())
+    header = ",".join(STATION.csv_header())
+    rows = [",".join("12001" if f == "station_code" else t if f == "reported_at" else "1" for f in STATION.csv_header())
             for t in reported_at]
     return ("\n".join([header, *rows]) + "\n").encode()
 

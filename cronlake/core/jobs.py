@@ -2,7 +2,7 @@
 
 A job module declares itself once, at module level:
 
-    JOB = Job(name="velib_daily", build_parser=build_parser, run=run, needs=("lake", "spark"), takes_day=True)
+    JOB = Job("orders_daily", build_parser, run, needs=("lake", "spark"), takes_day=True)
 
     if __name__ == "__main__":
         sys.exit(JOB.main())

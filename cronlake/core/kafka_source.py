@@ -8,7 +8,7 @@ query re-reads exactly the ranges of the batch it had not committed.
 
     spark.dataSource.register(KafkaDataSource)
     frame = (spark.readStream.format("cronlake_kafka").option("bootstrap", "127.0.0.1:9092")
-             .option("topic", "velib.station_status").option("startingOffsets", "earliest")
+             .option("topic", "<topic>").option("startingOffsets", "earliest")
              .option("maxOffsetsPerTrigger", "20000").load())
 
 Rows: topic, partition, offset, timestamp (broker/producer time), key and value (UTF-8 text).

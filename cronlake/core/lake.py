@@ -1,6 +1,6 @@
 """Lake storage: one small interface over the local filesystem, WebHDFS and Hadoop's FileSystem API.
 
-Paths are relative to the lake root and use `/` (for example `landing/velib/batch-0001.csv`). Zones:
+Paths are relative to the lake root and use `/` (for example `landing/<source>/batch-0001.csv`). Zones:
 
     landing/<source>/      raw files as they arrive
     processed/<dataset>/   cleaned outputs (Parquet), written by Spark jobs

@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from cronlake.core import checks
+from cronlake.core import checks, sink
 from cronlake.core import settings as settings_module
 from cronlake.core.lake import Lake, open_lake, spark_lake
 from cronlake.core.mongo import ops_db
+from cronlake.core.opsdb import COUNTERS, JOB_RUNS
 from cronlake.core.settings import SettingError, Settings
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ EXIT_FAILED = 1
 EXIT_SETTINGS = 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; cron simply tries again next time
 
-COUNTERS = ("rows_in", "rows_out", "records_quarantined", "files_archived", "files_quarantined")
 
 
 class JobError(Exception):
@@ -153,11 +153,10 @@ class RunRecords:
     """`job_runs` documents: one per run, inserted at start, completed at the end."""
 
     def __init__(self, settings: Settings):
-        self.collection = ops_db(settings).job_runs
+        self.collection = ops_db(settings)[JOB_RUNS.name]
 
     def ensure_indexes(self) -> None:
-        self.collection.create_index([("job", 1), ("started_at", -1)])
-        self.collection.create_index([("status", 1)])
+        sink.ensure_indexes(self.collection.database, JOB_RUNS)
 
     @staticmethod
     def new_record(job: str, run_id: str, arguments: list[str], status: str, error: str | None) -> dict[str, Any]:

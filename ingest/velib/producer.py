@@ -30,6 +30,7 @@ from typing import Any
 from cronlake.contracts import velib
 from cronlake.core.jobs import Job
 from cronlake.core.lake import LocalLake
+from cronlake.core.protocol import keep_rejects, reject
 from cronlake.core.runner import JobError, RunContext
 from cronlake.core.settings import Settings
 from ingest.velib.api import ApiSource, RetryPolicy, VelibApiError, VelibSource
@@ -229,15 +230,8 @@ def normalise_all(context: RunContext, source: VelibSource, raw_rows: list[dict[
         try:
             records.append(source.normalise(raw))
         except RecordError as exc:
-            rejects.append({"reason": exc.reason, "record": raw})
-    if rejects:
-        path = f"quarantine/{QUARANTINE_SOURCE}/{context.run_id}.rejects.jsonl"
-        context.lake.put_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rejects))
-        reasons: dict[str, int] = {}
-        for reject in rejects:
-            reasons[reject["reason"]] = reasons.get(reject["reason"], 0) + 1
-        context.log("quarantine", path=path, records=len(rejects), reasons=dict(list(reasons.items())[:10]))
-    context.count("records_quarantined", len(rejects))
+            rejects.append(reject(exc.reason, raw, run_id=context.run_id))
+    keep_rejects(context, context.lake, f"quarantine/{QUARANTINE_SOURCE}/{context.run_id}", rejects)
     return sorted(records, key=lambda r: r["reported_at"])
 
 
