@@ -9,6 +9,7 @@ import shutil
 import sys
 from collections import defaultdict
 from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from statistics import mean
 from zoneinfo import ZoneInfo
@@ -213,3 +214,17 @@ def test_spark_and_duckdb_runners_give_identical_outputs(spark, cronlake_env, tm
     assert len(outputs["spark"]["snapshots"]) > 500 and len(outputs["spark"]["rejects"]) == len(broken)
     for name in ("snapshots", "rejects", "mongo"):
         assert outputs["duckdb"][name] == outputs["spark"][name], name
+
+
+def test_averages_are_the_exact_mean_rounded_half_even():
+    """An exact tie at the 7th decimal goes to the even neighbour, whatever side of it the binary float lies on;
+    any other average is its exact mean rounded to 6 decimals; a ratio is rounded as before."""
+    for total, samples, stored in [(3, 640, 0.004688), (1, 640, 0.001562), (7, 640, 0.010938), (5, 640, 0.007812)]:
+        row = {"samples": samples, "avg_bikes": total / samples}
+        assert velib_daily.document_value(row, "avg_bikes") == stored, (total, samples)
+    assert round(3 / 640, 6) == 0.004687  # what rounding the float gave
+    for bikes in ([8, 9, 9], [0, 1], [3] * 7 + [4]):
+        row = {"samples": len(bikes), "avg_bikes": sum(bikes) / len(bikes)}
+        exact = (Decimal(sum(bikes)) / len(bikes)).quantize(Decimal("0.000001"), ROUND_HALF_EVEN)
+        assert velib_daily.document_value(row, "avg_bikes") == float(exact)
+    assert velib_daily.document_value({"samples": 3, "fill_ratio": 2 / 3}, "fill_ratio") == 0.666667

@@ -28,6 +28,7 @@ import operator
 import sys
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
@@ -185,9 +186,20 @@ def count_rows(context: RunContext, rows_in: int, rejected: int, rows_out: int, 
     context.log("process.parsed", rows=rows_in, rejected=rejected, new=rows_out, days=days)
 
 
-def document_value(value: object) -> object:
-    """Averages rounded to 6 decimals: plenty for a dashboard, and stable through any store's float formatting."""
-    return round(value, DECIMALS) if isinstance(value, float) else value
+def document_value(row: Any, column: str) -> object:
+    """A statistic as stored: 6 decimals, plenty for a dashboard and stable through any store's float formatting.
+
+    An average of counts (`avg_*`, over `samples` integers) is the exact mean rounded half-even: its integer sum
+    is recovered as avg × samples, so the rounding is that of the true mean, not of its binary float (on which
+    `round(x, 6)` sends an exact tie such as 3/640 = 0.0046875 down to 0.004687). Other floats: `round(x, 6)`.
+    """
+    value = row[column]
+    if not isinstance(value, float):
+        return value
+    if column.startswith("avg_") and row["samples"]:
+        mean = Decimal(round(value * row["samples"])) / row["samples"]
+        return float(mean.quantize(Decimal(1).scaleb(-DECIMALS), ROUND_HALF_EVEN))
+    return round(value, DECIMALS)
 
 
 def spark_statistics(context: RunContext, lake: Lake, days: list[str], engine: str) -> list[list[dict[str, Any]]]:
@@ -202,7 +214,7 @@ def upsert_statistics(context: RunContext, days: list[str], tables: list[list[di
     """Upsert the statistics tables of `days` by their keys."""
     database = data_db(context.settings)
     for collection, table in zip(TABLES, tables, strict=True):
-        documents = ({c: document_value(row[c]) for c in collection.fields} for row in table)
+        documents = ({c: document_value(row, c) for c in collection.fields} for row in table)
         written = sink.upsert(database, collection, documents)
         context.count(f"upserted_{collection.name}", written)
         context.log("mongo.upserted", collection=collection.name, documents=written, days=days, engine=engine)
