@@ -214,7 +214,8 @@ def send(settings: Settings, records: list[dict[str, Any]], kafka_timeout_s: flo
 def build_source(args: argparse.Namespace, settings: Settings) -> VelibSource:
     if args.source == "api":
         retry = RetryPolicy(attempts=args.http_attempts, backoff_s=args.http_backoff, timeout_s=args.http_timeout)
-        return ApiSource(velib.api_url(settings), retry, zone_map=ZoneMap.from_folder(velib.geo_dir(settings) or DEFAULT_GEO_DIR))
+        zones = ZoneMap.from_folder(velib.geo_dir(settings) or DEFAULT_GEO_DIR)
+        return ApiSource(velib.api_url(settings), retry, zone_map=zones)
     if args.replay_file is None:
         raise JobError("--source replay needs --replay-file PATH")
     try:
