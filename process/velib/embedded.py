@@ -17,19 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cronlake.core.protocol import Claim
-from ingest.velib.records import BOOL_FIELDS, FIELDS, FLOAT_FIELDS, INT_FIELDS
-from process.velib.daily import (
-    DATASET,
-    KEY,
-    PREFERENCE,
-    REQUIRED,
-    STATUS_COLUMNS,
-    check_headers,
-    count_rows,
-    keep_rejects,
-)
-from process.velib.stats import EMPTY_SQL, STATION_SQL, ZONE_SQL
+from cronlake.contracts.velib import STATION, STATUS
+from cronlake.core.protocol import Claim, reject
+from process.velib.daily import KEY, PREFERENCE, REQUIRED, check_headers, count_rows, keep_rejects
+from process.velib.stats import STATION_SQL, ZONE_SQL
 
 if TYPE_CHECKING:
     import duckdb
@@ -38,8 +29,11 @@ if TYPE_CHECKING:
     from cronlake.core.runner import RunContext
 
 MEMORY_LIMIT = "1GB"  # the job's whole process stays under 1.5 GB on a day of one-minute snapshots
+FIELDS = STATION.names
+INT_FIELDS, BOOL_FIELDS, FLOAT_FIELDS = STATION.of_kind("int"), STATION.of_kind("bool"), STATION.of_kind("double")
 TYPES = {**dict.fromkeys(INT_FIELDS, "INTEGER"), **dict.fromkeys(BOOL_FIELDS, "BOOLEAN"),
          **dict.fromkeys(FLOAT_FIELDS, "DOUBLE")}
+STATUS_COLUMNS = STATUS.column_names
 
 
 def local_path(uri: str) -> Path:
@@ -117,8 +111,8 @@ def rejects(connection: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, A
             buffer = io.StringIO()
             csv.writer(buffer, lineterminator="").writerow(["" if cell is None else cell for cell in cells])
             line = buffer.getvalue()
-        result.setdefault(source_file, []).append({"reason": problem, "line": line,
-                                                   **dict(zip(FIELDS, values, strict=True))})
+        result.setdefault(source_file, []).append(
+            reject(problem, dict(zip(FIELDS, values, strict=True)), file=source_file, line=line))
     return result
 
 
@@ -169,7 +163,7 @@ class EmbeddedRun:
             SELECT {columns}, strftime(reported_ts AT TIME ZONE getvariable('velib_timezone'), '%Y-%m-%d') AS day
             FROM batch WHERE problem IS NULL""")
         days = [r[0] for r in connection.execute("SELECT DISTINCT day FROM valid ORDER BY day").fetchall()]
-        self.earlier = {day: day_files(self.lake, DATASET, [day]) for day in days}
+        self.earlier = {day: day_files(self.lake, STATUS.name, [day]) for day in days}
         known = [file for files in self.earlier.values() for file in files]
         anti_join = f"ANTI JOIN {status_relation(known, KEY)} AS known USING (station_code, reported_at)" \
             if known else ""
@@ -183,25 +177,24 @@ class EmbeddedRun:
         rows_out = connection.execute("SELECT count(*) FROM fresh").fetchone()[0]
         count_rows(context, rows_in, sum(len(r) for r in found.values()), rows_out, days)
         if rows_out:
-            claim.publish(DATASET, lambda uri: write_parquet(connection, "fresh", local_path(uri)))
+            claim.publish(STATUS.name, lambda uri: write_parquet(connection, "fresh", local_path(uri)))
         return days
 
     def statistics(self, days: list[str]) -> list[list[dict[str, Any]]]:
-        """The three statistics tables of `days` (rows as dicts, in `COLLECTIONS` order)."""
+        """The statistics tables of `days` (rows as dicts, in `daily.TABLES` order)."""
         connection = self.connection
         files = [file for day in days
-                 for file in self.earlier.get(day, day_files(self.lake, DATASET, [day]))]
+                 for file in self.earlier.get(day, day_files(self.lake, STATUS.name, [day]))]
         parts = [f"SELECT * FROM {status_relation(files, STATUS_COLUMNS)}"] if files else []
         if self.earlier:
             listed = ", ".join(f"'{day}'" for day in days)
             parts.append(f"SELECT * FROM fresh WHERE day IN ({listed})")
         if not parts:
-            return [[], [], []]
+            return [[], []]
         connection.execute(f"CREATE OR REPLACE TEMP VIEW status AS {' UNION ALL '.join(parts)}")
         connection.execute(f"CREATE OR REPLACE TEMP TABLE station_daily AS {STATION_SQL.format(status='status')}")
         tables = []
-        for query in ("SELECT * FROM station_daily", ZONE_SQL.format(status="status"),
-                      EMPTY_SQL.format(station_daily="station_daily")):
+        for query in ("SELECT * FROM station_daily", ZONE_SQL.format(status="status")):
             result = connection.execute(query)
             names = [d[0] for d in result.description]
             tables.append([dict(zip(names, row, strict=True)) for row in result.fetchall()])

@@ -31,28 +31,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pymongo import ReplaceOne
-
 from cronlake.contracts import velib
+from cronlake.contracts.velib import FLAGS, LIVE_BUCKETS, LIVE_STATION, LIVE_ZONE, STATION
+from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db, ops_db
+from cronlake.core.opsdb import HEARTBEATS
 from cronlake.core.runner import JobError, RunContext, utcnow
-from ingest.velib.records import BOOL_FIELDS, FIELDS, FLOAT_FIELDS, INT_FIELDS, OPTIONAL_FIELDS
 
-STATIONS, ZONES, BUCKETS = "velib_live_station", "velib_live_zone", "velib_live_buckets"
 MEASURES = ("mechanical", "ebike", "docks_free")
 WINDOW_MINUTES = 60
 FUTURE_TOLERANCE = timedelta(hours=1)  # a clock that far ahead would freeze "now": such records are skipped
-
-
-def record_schema() -> str:
-    def spark_type(name: str) -> str:
-        return "INT" if name in INT_FIELDS else "BOOLEAN" if name in BOOL_FIELDS else \
-            "DOUBLE" if name in FLOAT_FIELDS else "STRING"
-    return ", ".join(f"{name} {spark_type(name)}" for name in FIELDS)
-
-
-REQUIRED = tuple(name for name in FIELDS if name not in OPTIONAL_FIELDS)
 
 
 @dataclass
@@ -174,7 +163,7 @@ class LiveAverages:
             state.info = {"name": last["name"], "zone": last["zone"], "lat": last["lat"], "lon": last["lon"],
                           "capacity": last["capacity"]}
             state.latest = {"reported_at": last["reported_at"], "bikes": last["bikes"],
-                            **{m: last[m] for m in MEASURES}, **{f: last[f] for f in BOOL_FIELDS}}
+                            **{m: last[m] for m in MEASURES}, **{f: last[f] for f in FLAGS}}
             state.batch_id = batch_id
             changed[code] = state
             counted += len(fresh)
@@ -228,7 +217,7 @@ class LiveAverages:
 
 
 def load_states(context: RunContext) -> list[StationState]:
-    return [StationState.from_document(doc) for doc in data_db(context.settings)[BUCKETS].find()]
+    return [StationState.from_document(doc) for doc in data_db(context.settings)[LIVE_BUCKETS.name].find()]
 
 
 class LiveWriter:
@@ -254,24 +243,18 @@ class LiveWriter:
         stations, zones = self.live.documents(changed)
         stamp = utcnow()
         written = {}
-        for collection, documents in ((STATIONS, stations), (ZONES, zones)):
-            fresh = self.changed_documents(collection, documents)
-            if fresh:
-                self.db[collection].bulk_write([ReplaceOne({"_id": d["_id"]}, {**d, "updated_at": stamp},
-                                                           upsert=True) for d in fresh], ordered=False)
-            written[collection] = fresh
+        for collection, documents in ((LIVE_STATION, stations), (LIVE_ZONE, zones)):
+            fresh = self.changed_documents(collection.name, documents)
+            sink.upsert(self.db, collection, [{**d, "updated_at": stamp} for d in fresh], replace=True)
+            written[collection.name] = fresh
         now = self.live.now_after(changed)
         if changed:
             start = window_start(now)
-            self.db[BUCKETS].bulk_write([ReplaceOne({"_id": code}, state.to_document(start), upsert=True)
-                                         for code, state in changed.items()], ordered=False)
+            sink.upsert(self.db, LIVE_BUCKETS, [state.to_document(start) for state in changed.values()], replace=True)
         self.live.install(changed)
         for collection, documents in written.items():
             self.published.update({(collection, d["_id"]): d for d in documents})
-        ops_db(self.context.settings).heartbeats.update_one(
-            {"_id": JOB.name},
-            {"$set": {"last_batch_at": stamp, "alive_at": stamp, "batch_id": batch_id, "pid": os.getpid(),
-                      "host": socket.gethostname(), "run_id": self.context.run_id}}, upsert=True)
+        self.beat(last_batch_at=stamp, alive_at=stamp, batch_id=batch_id)
         self.batches += 1
         if records or malformed:
             self.last_data = time.monotonic()
@@ -280,14 +263,19 @@ class LiveWriter:
         self.context.count("records_quarantined", malformed)
         self.context.count("batches")
         self.context.log("stream.batch", batch_id=batch_id, records=len(records), counted=counted,
-                         ignored=len(records) - counted, malformed=malformed, stations_written=len(written[STATIONS]),
-                         zones_written=len(written[ZONES]), now=now.isoformat() if now else None,
+                         ignored=len(records) - counted, malformed=malformed,
+                         stations_written=len(written[LIVE_STATION.name]), zones_written=len(written[LIVE_ZONE.name]),
+                         now=now.isoformat() if now else None,
                          read_seconds=round(read_seconds, 3), write_seconds=round(time.monotonic() - started, 3))
 
     def alive(self) -> None:
-        ops_db(self.context.settings).heartbeats.update_one(
-            {"_id": JOB.name}, {"$set": {"alive_at": utcnow(), "pid": os.getpid(), "host": socket.gethostname(),
-                                   "run_id": self.context.run_id}}, upsert=True)
+        self.beat(alive_at=utcnow())
+
+    def beat(self, **fields: Any) -> None:
+        """This job's heartbeat document: the given times, and which process writes it."""
+        sink.upsert(ops_db(self.context.settings), HEARTBEATS, [
+            {"_id": JOB.name, **fields, "pid": os.getpid(), "host": socket.gethostname(),
+             "run_id": self.context.run_id}])
 
 
 def valid_records(rows: Iterable[Mapping[str, Any]], horizon: datetime) -> tuple[list[dict[str, Any]], int]:
@@ -296,7 +284,7 @@ def valid_records(rows: Iterable[Mapping[str, Any]], horizon: datetime) -> tuple
     for row in rows:
         record = dict(row)
         moment = parse_time(record["reported_at"]) if record.get("reported_at") else None
-        if moment is None or moment > horizon or any(record.get(name) is None for name in REQUIRED):
+        if moment is None or moment > horizon or any(record.get(name) is None for name in STATION.not_null):
             bad += 1
             continue
         record["reported_at"] = moment
@@ -333,7 +321,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         .option("startingOffsets", args.starting_offsets)
         .option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger)).load()
     )
-    parsed = messages.select(F.from_json("value", record_schema()).alias("r")).select("r.*")
+    parsed = messages.select(F.from_json("value", STATION.spark_schema(text_timestamps=True)).alias("r")).select("r.*")
 
     def on_batch(batch: Any, batch_id: int) -> None:
         started = time.monotonic()
@@ -365,7 +353,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         raise JobError(f"streaming query failed: {query.exception()}")
 
 
-JOB = Job("velib_stream", build_parser, run, needs=("kafka", "lake", "spark"), long_running=True)
+JOB = Job("velib_stream", build_parser, run, needs=("kafka", "lake", "spark"), long_running=True,
+          kafka_topics=velib.topics)
 
 
 if __name__ == "__main__":
