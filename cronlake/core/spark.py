@@ -11,8 +11,9 @@ import os
 import sys
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
+from cronlake.core.files import atomic_write
 from cronlake.core.settings import CHECKOUT, SettingError, Settings
 
 if TYPE_CHECKING:
@@ -35,13 +36,13 @@ def build_code_zip(destination: Path) -> Path:
     newest = max(path.stat().st_mtime for path in sources)
     if destination.exists() and destination.stat().st_mtime >= newest:
         return destination
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_suffix(f".{os.getpid()}.tmp")
-    with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sources:
-            archive.write(path, path.relative_to(CHECKOUT).as_posix())
-    os.replace(temporary, destination)
-    return destination
+
+    def write(handle: IO[bytes]) -> None:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sources:
+                archive.write(path, path.relative_to(CHECKOUT).as_posix())
+
+    return atomic_write(destination, write)
 
 
 def get_session(settings: Settings, app_name: str, shuffle_partitions: int = 8) -> SparkSession:

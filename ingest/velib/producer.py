@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cronlake.contracts import velib
+from cronlake.core.files import JsonState
 from cronlake.core.jobs import Job
 from cronlake.core.lake import LocalLake
 from cronlake.core.protocol import keep_rejects, reject
@@ -81,12 +82,9 @@ def snapshot_key(record: Mapping[str, Any]) -> tuple[str, str]:
 class SentState:
     """The last `reported_at` acknowledged per station, in `<state>/velib/sent/<topic>.json`."""
 
-    def __init__(self, store: LocalLake, topic: str):
-        self.store = store
-        self.path = f"sent/{topic}.json"
-        self.last: dict[str, str] = {}
-        if store.exists(self.path):
-            self.last = json.loads(store.read_text(self.path))["last_reported_at"]
+    def __init__(self, folder: Path, topic: str):
+        self.file = JsonState(folder / "sent" / f"{topic}.json", {"last_reported_at": {}})
+        self.last: dict[str, str] = self.file.value["last_reported_at"]
 
     def mark(self, records: Iterable[Mapping[str, Any]]) -> None:
         for record in records:
@@ -94,7 +92,7 @@ class SentState:
             self.last[station] = max(reported_at, self.last.get(station, ""))
 
     def save(self) -> None:
-        self.store.put_text(self.path, json.dumps({"last_reported_at": self.last}, sort_keys=True) + "\n")
+        self.file.save()
 
 
 class Spool:
@@ -243,7 +241,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         context.count(name, 0)
     store = LocalLake(settings.state_path / "velib")
     source = build_source(args, settings)
-    state, spool = SentState(store, velib.topic(settings)), Spool(store, velib.topic(settings))
+    state, spool = SentState(store.root, velib.topic(settings)), Spool(store, velib.topic(settings))
     spool_files = spool.files()
     spooled = sorted(spool.read(spool_files), key=lambda r: r["reported_at"])
     if spool_files:

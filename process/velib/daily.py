@@ -9,8 +9,9 @@ Then, for every touched day and every `--day`, it recomputes from the whole proc
 statistics (`process.velib.stats`) and upserts them by key through `cronlake.core.sink`: a rerun changes nothing.
 The record, the dataset and the collections are declared in `cronlake.contracts.velib`.
 
-Cron runs it hourly with `--day today` (so today's figures move even when no file landed) and nightly with
-`--day yesterday` (the day closed with its late files).
+Cron runs it hourly with `--day {today}` (crontab/schedules.yaml expands it to the date in CRONLAKE_TIMEZONE; so
+today's figures move even when no file landed) and nightly with `--day {yesterday}` (the day closed with its late
+files). By hand, `--day today` and `--day yesterday` mean the same.
 
 Two runners, same outputs (a test proves it on real slices): Spark, and DuckDB (`process.velib.embedded`) on one
 node. `--runner auto` (the default) takes DuckDB when the Spark master is local and the lake on `file://`, where
