@@ -80,7 +80,8 @@ def drive(context: RunContext, query: StreamingQuery, args: argparse.Namespace, 
             if args.max_batches is not None and progress.batches >= args.max_batches:
                 context.log("stream.stop", reason="max batches", batches=progress.batches)
                 break
-            idle = time.monotonic() - progress.last_data
+            # idle counts from the first planned trigger: a slow start is not idleness
+            idle = time.monotonic() - progress.last_data if query.lastProgress is not None else 0.0
             if args.until_idle is not None and idle >= args.until_idle and not query.status["isDataAvailable"]:
                 context.log("stream.stop", reason="idle", idle_seconds=args.until_idle, batches=progress.batches)
                 break
