@@ -20,9 +20,10 @@ from dash import Dash, dcc, html
 
 from dashboard import store
 from dashboard.pages import health
+from dashboard.pages.churn import risk
 from dashboard.pages.velib import extremes, live, model, station, zones
 
-PAGES = (live, station, zones, extremes, model, health)
+PAGES = (live, station, zones, extremes, model, risk, health)
 
 
 def create_app() -> Dash:

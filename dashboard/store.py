@@ -34,6 +34,8 @@ FILLED_BY = {
     "velib_zone_daily": f"{RUN} velib_daily",
     "velib_model_runs": f"{RUN} velib_train",
     "velib_predictions": f"{RUN} velib_train",
+    "churn_predictions": f"{RUN} churn_stream",
+    "churn_model_runs": f"{RUN} churn_train",
     "job_runs": f"{RUN} velib_daily",
     "lake_census": f"{RUN} lake_census",
     "kafka_lag": f"{RUN} velib_land",

@@ -27,6 +27,9 @@ SERVICES = ("MultipleLines", "InternetService", "OnlineSecurity", "OnlineBackup"
 CATEGORICAL = ("gender", "Partner", "Dependents", "PhoneService", *SERVICES, "Contract", "PaperlessBilling",
                "PaymentMethod")
 NUMERIC = ("SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges")
+# The bands tenure and monthly charges are read in, for drivers and for the dashboard's risk groups.
+TENURE_BANDS = ((12, "0-11 months"), (24, "12-23 months"), (48, "24-47 months"), (None, "48+ months"))
+CHARGE_BANDS = ((35.0, "< 35"), (70.0, "35-70"), (90.0, "70-90"), (None, "90+"))
 
 CUSTOMER = RecordType("churn_customer", (
     Field(KEY, non_empty=True),
@@ -69,6 +72,13 @@ def topic(settings: Settings) -> str:
 def model_path(version: str) -> str:
     """The lake folder of one model version: the Spark pipeline in `pipeline/`, `manifest.json` beside it."""
     return f"{MODELS_PATH}/{version}"
+
+
+def band(value: float | None, bands: tuple[tuple[float | None, str], ...]) -> str | None:
+    """The label of the first band whose upper bound (exclusive) is above `value`; None for no value."""
+    if value is None:
+        return None
+    return next(label for bound, label in bands if bound is None or value < bound)
 
 
 def parse_message(value: str | None) -> dict[str, str]:

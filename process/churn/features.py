@@ -13,15 +13,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from cronlake.contracts.churn import CATEGORICAL, CUSTOMER, NUMERIC
+from cronlake.contracts.churn import CATEGORICAL, CHARGE_BANDS, CUSTOMER, NUMERIC, TENURE_BANDS, band
 
 if TYPE_CHECKING:
     from pyspark.ml import Pipeline, PipelineModel
     from pyspark.sql import DataFrame
 
 TEXT_SCHEMA = ", ".join(f"`{name}` STRING" for name in CUSTOMER.names)
-TENURE_BANDS = ((12, "0-11 months"), (24, "12-23 months"), (48, "24-47 months"), (None, "48+ months"))
-CHARGE_BANDS = ((35.0, "< 35"), (70.0, "35-70"), (90.0, "70-90"), (None, "90+"))
 DRIVER_MIN_SUPPORT = 30  # an attribute value seen fewer times in training explains nothing
 DRIVERS_SHOWN = 3
 
@@ -64,12 +62,6 @@ def score(model: PipelineModel, prepared: DataFrame) -> DataFrame:
     scored = model.transform(prepared).withColumn("churn_probability", vector_to_array("probability")[1])
     return scored.drop("features", "rawPrediction", "probability", "prediction",
                        *(c for c in scored.columns if c.endswith(("_imputed", "_index", "_onehot"))))
-
-
-def band(value: float | None, bands: tuple[tuple[float | None, str], ...]) -> str | None:
-    if value is None:
-        return None
-    return next(label for bound, label in bands if bound is None or value < bound)
 
 
 def attributes(row: Mapping[str, Any]) -> dict[str, str]:

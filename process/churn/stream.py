@@ -1,8 +1,9 @@
 """Live churn scoring (job `churn_stream`, long-running): Kafka customer rows → promoted random forest → MongoDB.
 
-Reads `churn.topic(settings)` through the `cronlake_kafka` source. At the start of each micro-batch the pointer
-`models/churn_rf/promoted.json` is read; the model is loaded only when it names another version, so every row of
-a batch is scored by one version and a promotion or rollback takes effect at the next batch, without a restart.
+Reads `churn.topic(settings)` through the `cronlake_kafka` source. Until a first model is promoted it waits
+(heartbeat alive, nothing read). At the start of each micro-batch the pointer `models/churn_rf/promoted.json` is
+read; the model is loaded only when it names another version, so every row of a batch is scored by one version
+and a promotion or rollback takes effect at the next batch, without a restart.
 
 A message is checked against the customer contract (`churn.parse_message`); one that is not JSON, misses a field
 or has a bad value is written with its reason, partition and offset to
@@ -54,14 +55,27 @@ class ModelSlot:
         self.context = context
         self.current: LoadedModel | None = None
 
+    def wait(self, args: argparse.Namespace) -> bool:
+        """Wait for a first promotion (beating, so the watchdog sees a live job); False if `--until-idle` ran out."""
+        started = time.monotonic()
+        if registry.read_pointer(self.context.lake) is None:
+            self.context.log("model.waiting", pointer=churn.POINTER_PATH,
+                             hint="run `churn_train --promote` or `churn_model promote VERSION`")
+        while registry.read_pointer(self.context.lake) is None:
+            if args.until_idle is not None and time.monotonic() - started >= args.until_idle:
+                return False
+            beat(self.context)
+            time.sleep(args.trigger_seconds)
+        return True
+
     def refresh(self) -> LoadedModel:
         from pyspark.ml import PipelineModel
 
         lake = self.context.lake
         pointer = registry.read_pointer(lake)
-        if pointer is None:
+        if pointer is None:  # the pointer is replaced atomically; gone means deleted by hand: keep scoring
             if self.current is None:
-                raise JobError("no promoted churn model: run `churn_train --promote` or `churn_model promote`")
+                raise JobError(f"no promoted churn model at {churn.POINTER_PATH}")
             return self.current
         version = pointer["version"]
         if self.current is None or self.current.version != version:
@@ -143,6 +157,9 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     spark = context.spark
     db = database(context.settings, churn.PREDICTIONS)
     slot, progress = ModelSlot(context), Progress()
+    if not slot.wait(args):
+        context.log("stream.stop", reason="no promoted model", idle_seconds=args.until_idle)
+        return
     slot.refresh()
     for name in ("rows_in", "rows_out", "records_quarantined", "skipped_replayed", "batches"):
         context.count(name, 0)
