@@ -222,3 +222,14 @@ def test_every_customer_scored_exactly_once_after_sigkill(churn_env, spark, tmp_
               if line.startswith("{") and '"stream.batch"' in line]
     assert sum(b["scored"] for b in logged) == 7043 - len(killed_at)
     assert stream.JOB.long_running
+
+
+def test_a_file_rewritten_without_spark_reads_back_through_spark(cronlake_env, spark):
+    """The pointer is written by `churn_train` (through Spark) and by `churn_model` (plain Python) alike."""
+    from cronlake.core.lake import open_lake, spark_lake
+
+    settings, _ = settings_and_lake()
+    through_spark, plain = spark_lake(spark, settings), open_lake(settings)
+    through_spark.put_text("models/x/pointer.json", "first")
+    plain.put_text("models/x/pointer.json", "second, longer")
+    assert through_spark.read_text("models/x/pointer.json") == "second, longer"
