@@ -198,18 +198,23 @@ def test_every_customer_scored_exactly_once_after_sigkill(churn_env, spark, tmp_
     replay()
     with open(tmp_path / "first.log", "w") as log:
         first = start_stream(churn_env, log)
-        deadline = time.monotonic() + 180
-        while len(predictions()) < 1200:
-            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
-            time.sleep(0.2)
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
+        try:
+            deadline = time.monotonic() + 600  # a guard, not a speed check: Spark starts slowly on a busy machine
+            while len(predictions()) < 400:
+                assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+                time.sleep(0.1)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
     killed_at = predictions()
-    assert 1200 <= len(killed_at) < 7043, "killed mid-stream"
+    assert 400 <= len(killed_at) < 7043, "killed mid-stream"
 
     with open(tmp_path / "second.log", "w") as log:
         second = start_stream(churn_env, log)
-        assert second.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()
+        try:
+            assert second.wait(timeout=900) == 0, (tmp_path / "second.log").read_text()
+        finally:
+            second.kill()
     scored = predictions()
     rows = customers()
     assert set(scored) == {r["customerID"] for r in rows} and len(scored) == 7043
