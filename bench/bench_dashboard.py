@@ -153,12 +153,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seeded {len(days)} days x {len(sites)} stations ({len(days) * len(sites)} station-days, "
               f"{len(JOBS) * len(days) * args.runs_per_day} job runs) in {time.perf_counter() - started:.1f} s")
 
+        from cronlake.contracts import velib
+        from cronlake.core import sink
+        from cronlake.core.opsdb import OPS_COLLECTIONS
         from dashboard import store
         from dashboard.app import app  # noqa: F401 - registers the pages and their callbacks
         from dashboard.pages import health
         from dashboard.pages.velib import extremes, live, model, station, zones
 
-        store.current().ensure_indexes()
+        for collection in (*velib.COLLECTIONS, *OPS_COLLECTIONS):  # as the jobs do
+            sink.ensure_indexes(sink.database(settings, collection), collection)
 
         def forget_options() -> None:
             store.current()._options = (0.0, [])  # what a visit costs once a minute, when the cache expires

@@ -26,14 +26,15 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ingest.velib.records import FIELDS, RecordError, StationIndex, normalise_history_row, to_csv_row  # noqa: E402
+from cronlake.contracts.velib import STATION  # noqa: E402
+from ingest.velib.records import RecordError, StationIndex, normalise_history_row  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "velib"
 HISTORY = DATA / "history_2022-05-12_to_2022-06-01.csv.gz"
 PARIS = ZoneInfo("Europe/Paris")
 FIRST_SOURCE_DAY = date(2022, 5, 13)  # the first complete local day of the history
 SOURCE_DAYS = 20
-REPORTED_AT = FIELDS.index("reported_at")
+REPORTED_AT = STATION.names.index("reported_at")
 
 
 def load_collections() -> tuple[list[datetime], list[list[list[str]]]]:
@@ -47,7 +48,7 @@ def load_collections() -> tuple[list[datetime], list[list[list[str]]]]:
                 record = normalise_history_row(row, index)
             except RecordError:
                 continue
-            collections[row["snapshot_commit_time_utc"]][record["station_code"]] = to_csv_row(record)
+            collections[row["snapshot_commit_time_utc"]][record["station_code"]] = STATION.to_csv_row(record)
     times = sorted(collections)
     return ([datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times],
             [list(collections[t].values()) for t in times])
@@ -71,7 +72,7 @@ def generate(out: Path, days: int = 1, every_minutes: int = 10, start: date = da
             if name not in handles:
                 handle = open(out / name, "w", newline="", encoding="utf-8")
                 writer = csv.writer(handle, lineterminator="\n")
-                writer.writerow(FIELDS)
+                writer.writerow(STATION.names)
                 handles[name] = (handle, writer)
             stamp = target.strftime("%Y-%m-%dT%H:%M:%SZ")
             writer = handles[name][1]

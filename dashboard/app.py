@@ -18,7 +18,6 @@ from pathlib import Path
 import dash
 from dash import Dash, dcc, html
 
-from dashboard import store
 from dashboard.pages import health
 from dashboard.pages.churn import risk
 from dashboard.pages.velib import extremes, live, model, station, zones
@@ -27,7 +26,7 @@ PAGES = (live, station, zones, extremes, model, risk, health)
 
 
 def create_app() -> Dash:
-    """Build the app; the MongoDB indexes its queries use are created in the background (down MongoDB: a warning)."""
+    """Build the app (it only reads MongoDB: the indexes its queries use are created by the jobs that write)."""
     app = Dash(
         __name__, use_pages=True, pages_folder="", assets_folder=str(Path(__file__).parent / "assets"),
         title="cronlake · Velib", suppress_callback_exceptions=True, serve_locally=True,
@@ -43,7 +42,6 @@ def create_app() -> Dash:
         ], className="topbar"),
         html.Main(dash.page_container),
     ])
-    store.ensure_indexes_in_background(store.current())
     return app
 
 

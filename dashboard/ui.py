@@ -14,6 +14,7 @@ from typing import Any
 from dash import dash_table, dcc, html
 from pymongo.errors import PyMongoError
 
+from cronlake.core.contracts import Collection
 from dashboard import store
 from dashboard.store import InvalidInput, NoData
 
@@ -137,7 +138,7 @@ def fmt_age(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{hours // 24} d {hours % 24} h"
 
 
-def day_picker(picker_id: str, collection: str, day: str | None) -> tuple[list[Any], str | None]:
+def day_picker(picker_id: str, collection: Collection, day: str | None) -> tuple[list[Any], str | None]:
     """A dropdown of the days `collection` has (newest first) and the day to show: `day` if valid, else the latest.
 
     Returns the components (a warning first when `day` was rejected) and the chosen day (None if no data yet).

@@ -5,6 +5,11 @@
   names on the shared servers — applied to os.environ and returned as a dict for subprocesses.
 - `spark` (session): one local[2] SparkSession for in-process job tests (jobs reuse it and leave it running).
 - `run_cli(args, env)`: run a command with the test's environment, capturing output.
+
+External servers (docs/cluster.md): `CRONLAKE_TEST_KAFKA_BOOTSTRAP=host:port` makes every test use that broker
+instead of the embedded one; `CRONLAKE_TEST_WEBHDFS_URL` with `CRONLAKE_TEST_LAKE_ROOT=hdfs://namenode:8020/path`
+adds the real HDFS to the lake tests' backends (skipped when unset). A test's topics (named after its
+CRONLAKE_VELIB_TOPIC) and the consumer groups left with offsets only on them are deleted after it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from cronlake.ops.embedded import free_port
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EXTERNAL_KAFKA = os.environ.get("CRONLAKE_TEST_KAFKA_BOOTSTRAP", "")
+EXTERNAL_WEBHDFS = os.environ.get("CRONLAKE_TEST_WEBHDFS_URL", "")
+EXTERNAL_LAKE_ROOT = os.environ.get("CRONLAKE_TEST_LAKE_ROOT", "")
 
 
 
@@ -35,13 +43,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     configured = settings.load({**os.environ, **env})
     embedded.up(configured)
     try:
-        yield env
+        yield {**env, "CRONLAKE_KAFKA_BOOTSTRAP": EXTERNAL_KAFKA} if EXTERNAL_KAFKA else env
     finally:
         embedded.down(configured)
 
 
 @pytest.fixture
-def cronlake_env(stack: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def cronlake_env(stack: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     tag = uuid.uuid4().hex[:8]
     env = {
         **stack,
@@ -53,7 +61,27 @@ def cronlake_env(stack: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monk
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return env
+    yield env
+    drop_test_kafka(env["CRONLAKE_KAFKA_BOOTSTRAP"], env["CRONLAKE_VELIB_TOPIC"])
+
+
+def drop_test_kafka(bootstrap: str, prefix: str) -> None:
+    """Delete the topics named `prefix…` and the consumer groups whose offsets are all on them (or on topics
+    deleted already)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="cronlake-tests-cleanup")
+    try:
+        existing = set(admin.list_topics())
+        topics = [topic for topic in existing if topic.startswith(prefix)]
+        for group in [found["group_id"] for found in admin.list_groups()]:
+            offsets = admin.list_group_offsets({group: None}).get(group, {})
+            if offsets and all(p.topic in topics or p.topic not in existing for p in offsets):
+                admin.delete_groups([group])
+        if topics:
+            admin.delete_topics(topics)
+    finally:
+        admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ records. `seed()` seeds the deployment the CRONLAKE_* environment points at:
 
 - rows are normalised by `ingest.velib.records` and landed as a landing CSV (plus one file with a wrong header);
 - the real batch job `velib_daily` runs in-process (Spark) → velib_station_daily / velib_zone_daily /
-  velib_empty_stations, a job_runs record, the bad file quarantined;
+  a job_runs record, the bad file quarantined;
 - one more file is landed (left waiting) and the real `lake_census` job counts the lake;
 - the streaming job's update function (`process.velib.stream.LiveWriter.write_batch`) applies the slice as one
   micro-batch → velib_live_station / velib_live_zone / heartbeats;
@@ -29,12 +29,13 @@ from typing import Any
 from pymongo import ReplaceOne
 
 from cronlake.contracts import velib
+from cronlake.contracts.velib import STATION
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import ops_db
 from cronlake.core.runner import RunContext
 from cronlake.core.settings import Settings, load
 from cronlake.ops import census
-from ingest.velib.records import StationIndex, csv_header, normalise_history_row, to_csv_row
+from ingest.velib.records import StationIndex, normalise_history_row
 from process.velib import daily as velib_daily
 from process.velib import model as velib_model
 from process.velib.stream import LiveWriter, valid_records
@@ -58,8 +59,8 @@ def load_records(folder: Path = SLICE) -> list[dict[str, Any]]:
 def csv_text(records: list[dict[str, Any]], header: list[str] | None = None) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header or csv_header())
-    writer.writerows(to_csv_row(record) for record in records)
+    writer.writerow(header or STATION.csv_header())
+    writer.writerows(STATION.to_csv_row(record) for record in records)
     return buffer.getvalue()
 
 

@@ -23,7 +23,9 @@ from typing import Any
 
 import pytest
 from conftest import REPO, free_port
+from contracts_check import declared_indexes, server_indexes
 from dashboard_seed import seed
+from pymongo import MongoClient, monitoring
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -32,7 +34,10 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 from test_churn import land_and_train, replay, run_stream
 
+from cronlake.contracts import velib
+from cronlake.core import mongo, sink
 from cronlake.core.mongo import data_db, ops_db
+from cronlake.core.opsdb import HEARTBEATS, JOB_RUNS, LAKE_CENSUS
 from cronlake.core.settings import load
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -90,7 +95,7 @@ def seeded(stack: dict[str, str], spark: object, tmp_path_factory: pytest.TempPa
         seed()
         settings = load()
     with served(env, state / "gunicorn.log") as url:
-        yield {"url": url, "data": data_db(settings), "ops": ops_db(settings), "settings": settings}
+        yield {"url": url, "data": data_db(settings), "ops": ops_db(settings), "settings": settings, "env": env}
 
 
 @pytest.fixture(scope="module")
@@ -378,6 +383,80 @@ def test_mongo_down_names_the_setting(cronlake_env: dict[str, str], browser: web
         open_page(browser, url + "/health", ".notice.unavailable")
         assert browser.find_element(By.CSS_SELECTOR, ".notice.unavailable").text == (
             f"CRONLAKE_MONGO_URI: MongoDB at {nothing} does not answer (ServerSelectionTimeoutError)")
+
+
+# --- the serving layer: the jobs create the indexes, the dashboard only reads ------------------------------------
+
+WRITE_COMMANDS = {"insert", "update", "delete", "findAndModify", "createIndexes", "create", "drop", "dropIndexes",
+                  "dropDatabase", "renameCollection", "collMod", "bulkWrite"}
+
+
+class Commands(monitoring.CommandListener):
+    """Every command name a client sends."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_every_declared_index_exists_once_the_writing_jobs_ran(seeded: dict[str, Any]) -> None:
+    """The seed ran velib_daily, velib_train, lake_census and the stream's writer (no index was created by hand)."""
+    written = (*velib.COLLECTIONS, JOB_RUNS, HEARTBEATS, LAKE_CENSUS)
+    for collection in written:
+        db = sink.database(seeded["settings"], collection)
+        assert declared_indexes(collection) <= server_indexes(db, collection), collection.name
+
+
+def test_the_dashboard_issues_no_write_command(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every page and every callback, through Dash's Flask test client, on a client that records its commands."""
+    from dashboard import store
+
+    for key, value in seeded["env"].items():
+        monkeypatch.setenv(key, value)
+    commands = Commands()
+    listened = MongoClient(seeded["settings"].mongo_uri, event_listeners=[commands], tz_aware=True,
+                           serverSelectionTimeoutMS=5000)
+    monkeypatch.setattr(mongo, "client", lambda settings, timeout_s=5.0: listened)
+    store.current.cache_clear()
+    try:
+        from dashboard.app import PAGES, app
+
+        client = app.server.test_client()
+        assert client.get("/").status_code == 200
+        day = seeded["data"].velib_station_daily.find_one(sort=[("day", -1)])["day"]
+        code = seeded["data"].velib_live_station.find_one()["station_code"]
+        zone = seeded["data"].velib_live_station.find_one()["zone"]
+        values = {"live-zone": [None, zone], "station-picker": [code], "zones-day": [day], "extremes-day": [day],
+                  "pathname": [page.PATH for page in PAGES],
+                  "search": ["", f"?station={code}", f"?day={day}", f"?zone={zone}"]}
+        calls = 0
+        for output, spec in app.callback_map.items():
+            if "callback" not in spec:  # a clientside callback: runs in the browser, never reaches MongoDB
+                continue
+            outputs = [dict(zip(("id", "property"), o.split("."), strict=True)) for o in output.strip(".").split("...")]
+            inputs = spec["inputs"]
+            choices = [values.get(i["id"], values.get(i["property"], [0])) for i in inputs]
+            for index in range(max(len(c) for c in choices)):
+                payload = {"output": output, "outputs": outputs if len(outputs) > 1 else outputs[0],
+                           "inputs": [{**i, "value": c[index % len(c)]} for i, c in zip(inputs, choices, strict=True)],
+                           "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs], "state": []}
+                answer = client.post("/_dash-update-component", json=payload)
+                assert answer.status_code in (200, 204), (output, answer.get_data(as_text=True)[:500])
+                calls += 1
+    finally:
+        store.current.cache_clear()
+        listened.close()
+    assert calls >= len(PAGES) * 2
+    assert {"find", "distinct"} <= set(commands.names)  # the pages did read through the listened client
+    assert not set(commands.names) & WRITE_COMMANDS, sorted(set(commands.names))
 
 
 # --- churn -----------------------------------------------------------------------------------------------------

@@ -235,3 +235,33 @@ def test_submit_runs_a_plain_python_job_without_spark(cronlake_env):
     assert ops_db(load()).job_runs.find_one({"job": "lake_census"})["status"] == "succeeded"
     unknown = run_cli([script("submit"), "no_such_job"], cronlake_env, timeout=60)
     assert unknown.returncode == 2 and "invalid choice: 'no_such_job'" in unknown.stderr
+
+
+def test_reset_deletes_the_kafka_topics_and_groups_the_jobs_own(cronlake_env):
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from ingest.velib.landing import GROUP
+
+    bootstrap, topic = cronlake_env["CRONLAKE_KAFKA_BOOTSTRAP"], cronlake_env["CRONLAKE_VELIB_TOPIC"]
+    other = f"{topic}.not-ours"
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for name in (topic, other):
+        producer.send(name, b"old record").get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=GROUP, enable_auto_commit=False)
+    consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(1, "", -1)})
+    consumer.close()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    assert GROUP in {group["group_id"] for group in admin.list_groups()}
+    try:
+        result = run_cli([script("reset"), "--yes"], cronlake_env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert f"kafka: deleted topics {topic}" in result.stdout
+        assert f"kafka: deleted consumer groups {GROUP}" in result.stdout
+        topics = admin.list_topics()
+        assert topic not in topics and other in topics, "only the topics the jobs declare are deleted"
+        assert GROUP not in {group["group_id"] for group in admin.list_groups()}, "its committed offsets are gone"
+    finally:
+        admin.delete_topics([other])
+        admin.close()

@@ -18,9 +18,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURES, REPO
+from contracts_check import declared_indexes, server_indexes
 from pymongo import MongoClient
 from retail_expected import daily_totals, parse_rows
 
+from cronlake.contracts import retail
 from process.retail import daily as retail_daily
 
 GOOD_FILES = ["retail_part1.csv", "retail_part2.csv", "retail_part3.csv"]
@@ -43,14 +45,14 @@ def files_in(env: dict[str, str], zone: str) -> list[str]:
 
 
 def parquet_rows(env: dict[str, str]) -> list[tuple]:
-    dataset = lake_root(env) / "processed" / retail_daily.DATASET
+    dataset = lake_root(env) / "processed" / retail.TRANSACTIONS.name
     table = pq.read_table(dataset, partitioning="hive")
     columns = ["invoice_no", "stock_code", "quantity", "invoice_time", "unit_price", "customer_id", "country"]
     return sorted(tuple(str(row[c]) for c in columns) for row in table.select(columns).to_pylist())
 
 
 def mongo_totals(env: dict[str, str]) -> dict[tuple[str, str], dict]:
-    collection = MongoClient(env["CRONLAKE_MONGO_URI"])[env["CRONLAKE_MONGO_DB"]][retail_daily.COLLECTION]
+    collection = MongoClient(env["CRONLAKE_MONGO_URI"])[env["CRONLAKE_MONGO_DB"]][retail.DAILY.name]
     return {(d["day"], d["country"]): {k: d[k] for k in ("invoices", "lines", "revenue", "cancelled_lines")}
             for d in collection.find()}
 
@@ -70,7 +72,7 @@ def assert_clean_end_state(env: dict[str, str]) -> None:
     assert mongo_totals(env) == daily_totals([FIXTURES / "retail" / n for n in GOOD_FILES])
     assert files_in(env, "archive") == sorted(GOOD_FILES), "every input archived exactly once"
     assert files_in(env, "landing") == []
-    staging = lake_root(env) / "processed" / retail_daily.DATASET / "_staging"
+    staging = lake_root(env) / "processed" / retail.TRANSACTIONS.name / "_staging"
     assert not staging.exists() or not any(staging.iterdir()), "no staging left behind"
 
 
@@ -100,6 +102,8 @@ def test_clean_run_matches_independent_totals_and_is_idempotent(cronlake_env: di
     archived = files_in(cronlake_env, "archive")
     assert len(archived) == 4 and sum(name.endswith(GOOD_FILES[0]) for name in archived) == 2
     assert (parquet_rows(cronlake_env), mongo_totals(cronlake_env)) == before
+    data = MongoClient(cronlake_env["CRONLAKE_MONGO_URI"])[cronlake_env["CRONLAKE_MONGO_DB"]]
+    assert declared_indexes(retail.DAILY) <= server_indexes(data, retail.DAILY)
 
 
 def test_bad_file_quarantined_with_reason_and_bad_rows_counted(cronlake_env: dict[str, str], spark: object) -> None:

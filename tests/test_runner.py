@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -66,3 +67,18 @@ def test_help_and_unknown_job() -> None:
     assert unknown.returncode == 2 and "unknown job 'no_such_job'" in unknown.stderr
     job_help = run_cli([sys.executable, "-m", "cronlake.ops.run", "retail_daily", "--help"], {})
     assert job_help.returncode == 0 and "--day" in job_help.stdout
+
+
+def test_sigterm_ends_the_run_and_records_it_terminated(cronlake_env: dict[str, str]) -> None:
+    job = subprocess.Popen(
+        [sys.executable, "-m", "cronlake.ops.run", "retail_daily"], cwd=REPO,
+        env={**os.environ, **cronlake_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert job.stdout is not None and job.stderr is not None
+    assert json.loads(job.stdout.readline())["step"] == "start"
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=60) == 1
+    assert job.stderr.read().strip().endswith("retail_daily: failed: terminated (SIGTERM)")
+    runs = MongoClient(cronlake_env["CRONLAKE_MONGO_URI"])[cronlake_env["CRONLAKE_MONGO_OPS_DB"]].job_runs
+    record = runs.find_one({"job": "retail_daily"})
+    assert record["status"] == "failed" and record["error"] == "terminated (SIGTERM)" and record["ended_at"]

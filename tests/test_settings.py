@@ -96,3 +96,28 @@ def test_all_services_answer_on_the_embedded_stack(cronlake_env: dict[str, str])
     result = run_cli(SETTINGS + ["--check"], cronlake_env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Kafka, MongoDB and the lake answer" in result.stdout
+
+
+def test_check_writes_and_reads_the_lake_and_names_a_datanode_that_does_not_resolve(
+    cronlake_env: dict[str, str], tmp_path: Path
+) -> None:
+    from webhdfs_server import serve
+
+    server, seen = serve(tmp_path / "hdfs")
+    host, port = server.server_address[:2]
+    env = {**cronlake_env, "CRONLAKE_LAKE_ROOT": "hdfs://namenode:8020/lake",
+           "CRONLAKE_WEBHDFS_URL": f"http://{host}:{port}"}
+    try:
+        answers = run_cli(SETTINGS + ["--check"], env, timeout=60)
+        server.RequestHandlerClass.datanode_host = "datanode-1.invalid"  # the NameNode's name for its DataNode
+        unresolved = run_cli(SETTINGS + ["--check"], env, timeout=60)
+    finally:
+        server.shutdown()
+    assert answers.returncode == 0, answers.stderr
+    assert any(r.startswith("GET OPEN /lake/checkpoints/_check/") for r in seen), "the probe was read back"
+    assert not any((tmp_path / "hdfs" / "lake" / "checkpoints" / "_check").iterdir()), "and deleted"
+    assert unresolved.returncode == 2
+    assert one_line_error(unresolved).startswith(
+        "error: CRONLAKE_WEBHDFS_URL: the lake at hdfs://namenode:8020/lake answers but a write and read back failed: "
+        "lake: cannot write hdfs://namenode:8020/lake/checkpoints/_check/")
+    assert one_line_error(unresolved).endswith(f"host name does not resolve [host datanode-1.invalid:{port}]")

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import FIXTURES, run_cli
 
+from cronlake.contracts import velib
 from cronlake.core import settings as settings_module
 from cronlake.core.mongo import data_db, ops_db
 from process.velib import daily as velib_daily
@@ -84,12 +85,12 @@ def expected_from_csv(files: list[Path]) -> dict[str, dict]:
 def mongo_state() -> dict[str, list[dict]]:
     database = data_db(settings_module.load())
     return {name: sorted(database[name].find({}, {"_id": 0}), key=lambda d: sorted(d.items()))
-            for name in velib_daily.COLLECTIONS}
+            for name in (c.name for c in velib_daily.TABLES)}
 
 
 def parquet_rows(spark, env: dict[str, str]) -> int:
     dataset = env["CRONLAKE_LAKE_ROOT"] + "/processed/velib_status"
-    return spark.read.schema(velib_daily.STATUS_SCHEMA).parquet(dataset).count()
+    return spark.read.schema(velib.STATUS.spark_schema()).parquet(dataset).count()
 
 
 def test_daily_statistics_match_plain_python_and_reruns_change_nothing(spark, cronlake_env):
@@ -110,7 +111,7 @@ def test_daily_statistics_match_plain_python_and_reruns_change_nothing(spark, cr
     for key, values in expected["zones"].items():
         for column, value in values.items():
             assert zones[key][column] == pytest.approx(value, abs=1e-6), (key, column)
-    assert {(d["day"], d["station_code"]) for d in state["velib_empty_stations"]} == expected["empty"]
+    assert {(d["day"], d["station_code"]) for d in stations.values() if d["zero_bike_samples"]} == expected["empty"]
     assert parquet_rows(spark, cronlake_env) == expected["rows"]
     archived = sorted(p.name for p in (lake_root(cronlake_env) / "archive" / "velib").iterdir())
     assert archived == sorted(p.name for p in SLICES)
@@ -174,7 +175,7 @@ def test_malformed_rows_and_wrong_header_are_quarantined(spark, cronlake_env, tm
     reasons = sorted(r["reason"].split(" (")[0] for r in rejects)
     assert reasons == ["negative count", "reported_at is not an ISO-8601 UTC time", "unparseable row",
                        "unparseable row"]
-    assert sorted(r["station_code"] for r in rejects) == sorted(row[0] for row in broken)
+    assert sorted(r["record"]["station_code"] for r in rejects) == sorted(row[0] for row in broken)
     run = ops_db(settings_module.load()).job_runs.find_one({"job": "velib_daily"})
     assert run["records_quarantined"] == len(broken) and run["files_quarantined"] == 1
     assert parquet_rows(spark, cronlake_env) == len({(r[0], r[10]) for r in good[4:]})

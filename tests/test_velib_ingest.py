@@ -19,16 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from conftest import FIXTURES, SHARED_DATA
 
+from cronlake.contracts.velib import STATION
 from ingest.velib.api import RetryPolicy, VelibApiError, get_velib_data, parse_retry_after
 from ingest.velib.records import (
-    FIELDS,
     RecordError,
     StationIndex,
-    csv_header,
-    from_csv_row,
     normalise_api_record,
     normalise_history_row,
-    to_csv_row,
 )
 from ingest.velib.replay import HistoryReplaySource, JsonReplaySource, open_replay
 
@@ -213,7 +210,7 @@ def test_client_errors_are_not_retried(api: VelibApiStub) -> None:
 def test_api_records_normalise_to_the_raw_values() -> None:
     for raw in load_export():
         record = normalise_api_record(raw)
-        assert list(record) == list(FIELDS)
+        assert list(record) == list(STATION.names)
         assert record["station_code"] == raw["stationcode"]
         assert record["name"] == raw["name"].strip()
         assert (record["bikes"], record["mechanical"], record["ebike"], record["docks_free"], record["capacity"]) == (
@@ -341,27 +338,27 @@ def test_station_index_prefers_the_first_feed_and_accepts_codes() -> None:
 
 def test_csv_round_trip() -> None:
     records = [normalise_api_record(raw) for raw in load_export()]
-    assert csv_header() == list(FIELDS)
+    assert STATION.csv_header() == list(STATION.names)
     for record in records:
-        row = to_csv_row(record)
-        assert row[FIELDS.index("is_installed")] in ("true", "false")
-        assert row[FIELDS.index("insee_code")] == ""  # null
-        assert from_csv_row(row) == record
-        assert from_csv_row(dict(zip(FIELDS, row, strict=True))) == record
+        row = STATION.to_csv_row(record)
+        assert row[STATION.names.index("is_installed")] in ("true", "false")
+        assert row[STATION.names.index("insee_code")] == ""  # null
+        assert STATION.from_csv_row(row) == record
+        assert STATION.from_csv_row(dict(zip(STATION.names, row, strict=True))) == record
 
 
 def test_csv_rows_that_do_not_fit_are_refused() -> None:
-    row = to_csv_row(normalise_api_record(load_export()[0]))
+    row = STATION.to_csv_row(normalise_api_record(load_export()[0]))
     for column, cell, reason in [("is_renting", "OUI", "is_renting is not true/false"),
                                  ("bikes", "-1", "negative bikes"),
                                  ("lat", "north", "lat is not a number"),
                                  ("reported_at", "2024-05-28 20:04", "reported_at has no UTC offset")]:
         bad = list(row)
-        bad[FIELDS.index(column)] = cell
+        bad[STATION.names.index(column)] = cell
         with pytest.raises(RecordError, match=reason):
-            from_csv_row(bad)
+            STATION.from_csv_row(bad)
     with pytest.raises(RecordError, match="expected 15 columns"):
-        from_csv_row(row[:-1])
+        STATION.from_csv_row(row[:-1])
 
 
 # --- replay sources ---------------------------------------------------------------------------------------
@@ -385,7 +382,7 @@ def test_a_station_normalises_to_the_same_keys_and_types_from_history_and_api() 
     row = next(r for r in read_history() if gbfs.get(r["Identifiant station"], {}).get("stationCode") in export)
     from_history = normalise_history_row(row, fixture_index())
     from_api = normalise_api_record(export[from_history["station_code"]])
-    assert list(from_history) == list(from_api) == list(FIELDS)
+    assert list(from_history) == list(from_api) == list(STATION.names)
     assert {k: type(v) for k, v in from_history.items()} == {k: type(v) for k, v in from_api.items()}
     assert (from_history["station_code"], from_history["zone"]) == (from_api["station_code"], from_api["zone"])
 

@@ -12,11 +12,14 @@ import subprocess
 import sys
 
 from conftest import REPO
+from contracts_check import declared_indexes, server_indexes
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from test_velib_stream import create_topic, snapshots
 
+from cronlake.contracts.velib import STATION
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import ops_db
+from cronlake.core.opsdb import KAFKA_LAG
 from cronlake.core.settings import load
 from ingest.velib import landing as velib_landing
 
@@ -49,7 +52,7 @@ def rows_of(files: dict[str, bytes]) -> list[tuple[str, ...]]:
     rows = []
     for data in files.values():
         reader = csv.reader(io.StringIO(data.decode("utf-8")))
-        assert tuple(next(reader)) == velib_landing.FIELDS
+        assert tuple(next(reader)) == STATION.names
         rows.extend(tuple(row) for row in reader)
     return rows
 
@@ -121,10 +124,11 @@ def test_malformed_messages_quarantined_and_lag_recorded(cronlake_env):
     assert positions[0] + positions[1] == 33, "exactly the records read were committed"
     p0 = f"{topic}-p0-o000000000000-{positions[0] - 1:012d}.csv"
     rejects = [json.loads(line) for line in lake.read_text(f"quarantine/velib/{p0}.rejects.jsonl").splitlines()]
-    assert [r["offset"] for r in rejects] == [0, 1, 2]
+    assert [r["origin"]["offset"] for r in rejects] == [0, 1, 2]
     assert "not JSON" in rejects[0]["reason"] and "missing" in rejects[1]["reason"]
     assert "mechanical" in rejects[2]["reason"]
 
     lag = ops_db(settings).kafka_lag.find_one({"_id": f"{GROUP}|{topic}"})
     assert lag["partitions"] == {"0": 33 - positions[0], "1": 10 - positions[1]}
     assert lag["lag"] == 43 - 33
+    assert declared_indexes(KAFKA_LAG) <= server_indexes(ops_db(settings), KAFKA_LAG)

@@ -179,3 +179,32 @@ def test_broker_down_spools_then_the_next_run_sends_the_spool_first(cronlake_env
     for station, reported_at in second_pairs - first_pairs:
         older = [offsets[p] for p in first_pairs if p[0] == station]
         assert all(o < offsets[(station, reported_at)] for o in older)  # same key, same partition: spool first
+
+
+def test_a_lake_in_safe_mode_costs_no_snapshot_and_fails_in_one_line(cronlake_env: dict[str, str],
+                                                                       tmp_path: Path) -> None:
+    from webhdfs_server import serve
+
+    server, _ = serve(tmp_path / "hdfs")
+    host, port = server.server_address[:2]
+    env = {**cronlake_env, "CRONLAKE_LAKE_ROOT": "hdfs://namenode:8020/lake",
+           "CRONLAKE_WEBHDFS_URL": f"http://{host}:{port}"}
+    first_rows, second_rows = history_snapshots()[:2]
+    first_pairs, _ = expected_pairs(first_rows)
+    second_pairs, _ = expected_pairs(second_rows)
+    try:
+        server.RequestHandlerClass.safe_mode = True  # the NameNode restarted: reads answer, writes are refused
+        failed = run_cli([*PRODUCE, *REPLAY], env)
+        assert failed.returncode == 1
+        last = failed.stderr.strip().splitlines()[-1]
+        assert last.startswith(
+            "velib_produce: failed: lake: cannot write hdfs://namenode:8020/lake/quarantine/velib_api/")
+        assert "the NameNode is in safe mode" in last and "Traceback" not in failed.stderr
+        assert set(pairs_of(consume_all(cronlake_env))) == first_pairs, "the snapshot was sent before the lake write"
+        server.RequestHandlerClass.safe_mode = False
+        recovered = run_cli([*PRODUCE, *REPLAY], env)
+        assert recovered.returncode == 0, recovered.stderr
+    finally:
+        server.shutdown()
+    assert_each_snapshot_once(consume_all(cronlake_env), first_pairs | second_pairs)
+    assert list((tmp_path / "hdfs" / "lake" / "quarantine" / "velib_api").glob("*.rejects.jsonl"))

@@ -204,6 +204,12 @@ def test_watchdog_starts_the_stream_once(cronlake_env):
     while time.monotonic() < deadline and not lock.acquire():
         time.sleep(0.2)
     lock.release()
+    from cronlake.core import settings as settings_module
+    from cronlake.core.mongo import ops_db
+
+    runs = ops_db(settings_module.load()).job_runs
+    assert [(r["status"], r["error"]) for r in runs.find({"job": "velib_stream"})] == [
+        ("failed", "terminated (SIGTERM)")], "the stop is recorded, not left running"
 
 
 def test_max_offsets_per_trigger_is_shared_by_backlog():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 
 from cronlake.core.settings import SettingError, Settings, mask_secret
 
@@ -44,19 +45,32 @@ def require_mongo(settings: Settings, timeout_s: float = TIMEOUT_S) -> None:
         ) from None
 
 
-def require_lake(settings: Settings) -> None:
-    """The lake root is reachable and writable-looking (a local folder, or a WebHDFS that answers)."""
+def require_lake(settings: Settings, round_trip: bool = False) -> None:
+    """The lake root answers a listing; with `round_trip`, also a write, read back and delete of a hidden file
+    (the NameNode answering is not enough: writes go to DataNodes by the host names the NameNode gives)."""
     from cronlake.core.lake import open_lake
 
+    setting = "CRONLAKE_WEBHDFS_URL" if settings.lake_scheme == "hdfs" else "CRONLAKE_LAKE_ROOT"
     try:
-        open_lake(settings).list("landing")
+        lake = open_lake(settings)
+        lake.list("landing")
     except Exception as exc:  # noqa: BLE001 - any failure here means the lake setting is unusable
-        setting = "CRONLAKE_WEBHDFS_URL" if settings.lake_scheme == "hdfs" else "CRONLAKE_LAKE_ROOT"
         raise SettingError(f"{setting}: the lake at {settings.lake_root} does not answer ({exc})") from None
+    if not round_trip:
+        return
+    probe, token = f"checkpoints/_check/{uuid.uuid4().hex}", uuid.uuid4().hex
+    try:
+        lake.put_text(probe, token)
+        if lake.read_text(probe) != token:
+            raise OSError("the file read back differs from the one written")
+        lake.delete(probe)
+    except Exception as exc:  # noqa: BLE001 - a lake that cannot take a write is unusable too
+        raise SettingError(f"{setting}: the lake at {settings.lake_root} answers but a write and read back "
+                           f"failed: {exc}") from None
 
 
 def require_all(settings: Settings) -> None:
-    require_lake(settings)
+    require_lake(settings, round_trip=True)
     require_mongo(settings)
     require_kafka(settings)
 

@@ -96,7 +96,8 @@ class Field:
         else:
             return cell
         if self.minimum is not None and value < self.minimum:
-            raise RecordError(f"{self.name} below {self.minimum:g}: {value}")
+            raise RecordError(f"negative {self.name}: {value}" if self.minimum == 0
+                              else f"{self.name} below {self.minimum:g}: {value}")
         return value
 
 
@@ -180,8 +181,9 @@ class Dataset:
 @dataclass(frozen=True)
 class Collection:
     """A MongoDB collection: unique `key` (documents are addressed by `_id` built from `id_order`, default the
-    key), the `fields` its documents hold, the read `indexes` its readers need (each a tuple of field names,
-    `-name` for descending), the job that fills it, and its database ("data" or "ops")."""
+    key; a key of `("_id",)` means the writer gives each document's `_id` itself), the `fields` its documents
+    hold, the read `indexes` its readers need (each a tuple of field names, `-name` for descending), the job
+    that fills it, and its database ("data" or "ops")."""
 
     name: str
     key: tuple[str, ...]

@@ -12,7 +12,8 @@ answers; `context.lake`), "spark" (a SparkSession, `context.spark`; the lake is 
 driver's Hadoop FileSystem, and `scripts/submit` goes through spark-submit), "kafka" (a broker answers).
 MongoDB is always checked: the run record lives there. `takes_day` says the job accepts `--day YYYY-MM-DD`
 (what `scripts/backfill` passes); `long_running` marks a streaming job (a heartbeat, a watchdog, its own line in
-`scripts/status`).
+`scripts/status`). `kafka_topics(settings)` and `kafka_groups` name the Kafka topics and consumer groups the job
+owns, which `scripts/reset` deletes.
 
 `registry()` finds every `JOB` of the modules under the stage packages (`ingest`, `process`) and the ops
 package, so a new pipeline registers its jobs by being a sibling folder; nothing lists them by hand.
@@ -30,9 +31,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cronlake.core.runner import RunContext
+    from cronlake.core.settings import Settings
 
 NEEDS = ("lake", "spark", "kafka")
 JOB_PACKAGES = ("ingest", "process", "cronlake.ops")
+
+
+def no_topics(_settings: Settings) -> tuple[str, ...]:
+    return ()
 
 
 class ArgumentsRejected(ValueError):
@@ -49,6 +55,8 @@ class Job:
     needs: tuple[str, ...] = ()
     takes_day: bool = False
     long_running: bool = False
+    kafka_topics: Callable[[Settings], tuple[str, ...]] = no_topics
+    kafka_groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.needs) - set(NEEDS)

@@ -32,6 +32,25 @@ if TYPE_CHECKING:
 CLAIMED, COMMITTED, ARCHIVED, ROLLED_BACK = "claimed", "committed", "archived", "rolled_back"
 
 
+def reject(reason: str, record: Any, **origin: Any) -> dict[str, Any]:
+    """One rejected record, the same shape wherever it was refused: why, the record as it came (a dict of
+    fields, or the raw text), and where it came from (file, topic/partition/offset, run...)."""
+    return {"reason": reason, "record": record, "origin": origin}
+
+
+def keep_rejects(context: RunContext, lake: Lake, stem: str, rejects: list[dict[str, Any]]) -> None:
+    """Write `rejects` (made by `reject`) to `<stem>.rejects.jsonl`, one JSON line each, and count them."""
+    if not rejects:
+        return
+    target = f"{stem}.rejects.jsonl"
+    lake.put_text(target, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rejects))
+    reasons: dict[str, int] = {}
+    for one in rejects:
+        reasons[one["reason"]] = reasons.get(one["reason"], 0) + 1
+    context.count("records_quarantined", len(rejects))
+    context.log("quarantine.records", kept_in=target, records=len(rejects), reasons=dict(list(reasons.items())[:10]))
+
+
 @dataclass
 class Claim:
     """The files one run took from landing, and what the job decided about each."""
@@ -62,14 +81,8 @@ class Claim:
         self.context.log("quarantine.file", file=path, reason=reason)
 
     def reject_records(self, path: str, rejects: list[dict[str, Any]]) -> None:
-        """Keep malformed records of an input beside the quarantined files, one JSON line each."""
-        if not rejects:
-            return
-        name = posixpath.basename(path)
-        target = f"quarantine/{self.source}/{name}.rejects.jsonl"
-        self.lake.put_text(target, "".join(json.dumps(r, default=str) + "\n" for r in rejects))
-        self.context.count("records_quarantined", len(rejects))
-        self.context.log("quarantine.records", file=path, records=len(rejects), kept_in=target)
+        """Keep malformed records of an input beside the quarantined files (`reject` shapes them)."""
+        keep_rejects(self.context, self.lake, f"quarantine/{self.source}/{posixpath.basename(path)}", rejects)
 
     def publish_parquet(self, frame: DataFrame, dataset: str, partition_by: list[str] | None = None) -> int:
         """Write a DataFrame into `processed/<dataset>/` so that a rerun of this run cannot duplicate it."""

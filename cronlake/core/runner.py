@@ -2,7 +2,8 @@
 
 `run_job` parses the job's arguments (so `--help` never takes a lock), takes a per-job lock (a second
 concurrent run exits at once with EXIT_LOCKED), records the run in MongoDB (`<ops db>.job_runs`), logs one
-JSON line per step to stdout, and turns errors into one clear line and a non-zero exit code.
+JSON line per step to stdout, and turns errors into one clear line and a non-zero exit code. SIGTERM (a watchdog,
+`kill`, a container stop) ends the job like an error: the run is recorded `failed` with "terminated (SIGTERM)".
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -22,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from cronlake.core import checks
+from cronlake.core import checks, sink
 from cronlake.core import settings as settings_module
-from cronlake.core.lake import Lake, open_lake, spark_lake
+from cronlake.core.lake import Lake, LakeError, open_lake, spark_lake
 from cronlake.core.mongo import ops_db
+from cronlake.core.opsdb import COUNTERS, JOB_RUNS
 from cronlake.core.settings import SettingError, Settings
 
 if TYPE_CHECKING:
@@ -38,11 +41,18 @@ EXIT_FAILED = 1
 EXIT_SETTINGS = 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; cron simply tries again next time
 
-COUNTERS = ("rows_in", "rows_out", "records_quarantined", "files_archived", "files_quarantined")
 
 
 class JobError(Exception):
     """A failure the job explains itself: logged as one line, no traceback."""
+
+
+class Terminated(BaseException):
+    """SIGTERM reached the job (a BaseException, so no `except Exception` in a job swallows it)."""
+
+
+def raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(f"terminated ({signal.Signals(signum).name})")
 
 
 def utcnow() -> datetime:
@@ -153,11 +163,10 @@ class RunRecords:
     """`job_runs` documents: one per run, inserted at start, completed at the end."""
 
     def __init__(self, settings: Settings):
-        self.collection = ops_db(settings).job_runs
+        self.collection = ops_db(settings)[JOB_RUNS.name]
 
     def ensure_indexes(self) -> None:
-        self.collection.create_index([("job", 1), ("started_at", -1)])
-        self.collection.create_index([("status", 1)])
+        sink.ensure_indexes(self.collection.database, JOB_RUNS)
 
     @staticmethod
     def new_record(job: str, run_id: str, arguments: list[str], status: str, error: str | None) -> dict[str, Any]:
@@ -231,6 +240,7 @@ def run_job(job: Job, argv: Sequence[str] | None = None) -> int:
 
     context = RunContext(job=job.name, run_id=run_id, settings=settings, needs=job.needs)
     started = time.monotonic()
+    previous_handler = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         records.ensure_indexes()
         records.start(job.name, run_id, arguments)
@@ -238,16 +248,18 @@ def run_job(job: Job, argv: Sequence[str] | None = None) -> int:
         context.log("start", args=arguments, host=socket.gethostname(), pid=os.getpid(), dead_runs_closed=dead)
         job.run(context, parsed)
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then reported in one line
-        message = str(exc) if isinstance(exc, JobError | SettingError) else f"{type(exc).__name__}: {exc}"
+        one_line = JobError | SettingError | LakeError | Terminated
+        message = str(exc) if isinstance(exc, one_line) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted"
-        if not isinstance(exc, JobError | SettingError | KeyboardInterrupt):
+        if not isinstance(exc, one_line | KeyboardInterrupt):
             traceback.print_exc(file=sys.stderr)
         context.log("failed", error=message, **dict(context.counters))
         records.finish(run_id, "failed", context.counters, message, started)
         print(f"{job.name}: failed: {message}", file=sys.stderr)
         return EXIT_SETTINGS if isinstance(exc, SettingError) else EXIT_FAILED
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
         context.close()
         lock.release()
     records.finish(run_id, "succeeded", context.counters, None, started)

@@ -3,6 +3,8 @@
 Every component reads its endpoints from here and nowhere else, so the same code runs on one laptop
 (embedded defaults) and on the Docker/Hadoop cluster (settings from `.env` or the container environment).
 The environment wins over the `.env` file; the file is `$CRONLAKE_ENV_FILE`, else `.env` in the checkout.
+The checkout is `$CRONLAKE_CHECKOUT`, else the folder holding the `cronlake` package: under spark-submit the
+package is imported from the `--py-files` zip, so `scripts/submit` passes the checkout it runs from.
 
 Run `python -m cronlake.core.settings` to print the effective settings with secrets masked.
 """
@@ -19,7 +21,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT = Path(os.environ.get("CRONLAKE_CHECKOUT") or Path(__file__).absolute().parents[2])
+NOT_SETTINGS = ("CRONLAKE_ENV_FILE", "CRONLAKE_CHECKOUT")  # where settings are read from, not settings
 
 
 class SettingError(Exception):
@@ -37,6 +40,7 @@ class Settings:
     lake_root: str
     webhdfs_url: str
     webhdfs_user: str
+    lake_replication: str
     kafka_bootstrap: str
     mongo_uri: str
     mongo_db: str
@@ -77,6 +81,7 @@ DEFAULTS: dict[str, str] = {
     "lake_root": (CHECKOUT / "var" / "lake").as_uri(),
     "webhdfs_url": "",
     "webhdfs_user": "cronlake",
+    "lake_replication": "",  # HDFS block replication of every lake write; empty: the file system's default
     "kafka_bootstrap": "127.0.0.1:9092",
     "mongo_uri": "mongodb://127.0.0.1:27017",
     "mongo_db": "cronlake",
@@ -132,7 +137,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     merged = {**from_file, **{k: v for k, v in environ.items() if k.startswith("CRONLAKE_")}}
     values = {name: merged.get(env_name(name), DEFAULTS[name]).strip() for name in CORE_FIELDS}
     extra = {k: v for k, v in merged.items()
-             if k.startswith("CRONLAKE_") and k not in {env_name(n) for n in CORE_FIELDS} and k != "CRONLAKE_ENV_FILE"}
+             if k.startswith("CRONLAKE_") and k not in {env_name(n) for n in CORE_FIELDS} and k not in NOT_SETTINGS}
     settings = Settings(**values, extra=extra)
     validate(settings)
     return settings
@@ -152,6 +157,9 @@ def validate(settings: Settings) -> None:
         raise SettingError("CRONLAKE_WEBHDFS_URL: required when CRONLAKE_LAKE_ROOT is hdfs:// (e.g. http://namenode:9870)")
     if settings.webhdfs_url and urlsplit(settings.webhdfs_url).scheme not in ("http", "https"):
         raise SettingError(f"CRONLAKE_WEBHDFS_URL: expected http(s)://host:port, got {settings.webhdfs_url!r}")
+    if settings.lake_replication and not (settings.lake_replication.isdigit() and int(settings.lake_replication) > 0):
+        raise SettingError(f"CRONLAKE_LAKE_REPLICATION: expected a positive integer (HDFS replicas of a lake file), "
+                           f"got {settings.lake_replication!r}")
     servers = [s.strip() for s in settings.kafka_bootstrap.split(",") if s.strip()]
     if not servers or not all(HOST_PORT_PATTERN.match(s) for s in servers):
         raise SettingError(

@@ -35,7 +35,7 @@ def ensure_indexes(db: Database, collection: Collection) -> None:
     if marker in _indexed:
         return
     target = db[collection.name]
-    if collection.key:
+    if collection.key and collection.key != ("_id",):
         target.create_index(index_spec(collection.key), unique=True)
     for fields in collection.indexes:
         target.create_index(index_spec(fields))

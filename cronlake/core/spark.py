@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cronlake.core.settings import CHECKOUT, Settings
+from cronlake.core.settings import CHECKOUT, SettingError, Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -29,6 +29,9 @@ def build_code_zip(destination: Path) -> Path:
         for path in (CHECKOUT / package).rglob("*.py")
         if "__pycache__" not in path.parts
     )
+    if not sources:
+        raise SettingError(f"CRONLAKE_CHECKOUT: no kit sources under {CHECKOUT} to ship to the executors "
+                           "(set it to the checkout when the kit is imported from a zip)")
     newest = max(path.stat().st_mtime for path in sources)
     if destination.exists() and destination.stat().st_mtime >= newest:
         return destination
@@ -56,6 +59,8 @@ def get_session(settings: Settings, app_name: str, shuffle_partitions: int = 8) 
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
     )
+    if settings.lake_replication:
+        builder = builder.config("spark.hadoop.dfs.replication", settings.lake_replication)
     if not settings.spark_master.startswith("local"):
         code_zip = build_code_zip(settings.state_path / "dist" / "cronlake-code.zip")
         builder = builder.config("spark.submit.pyFiles", str(code_zip))

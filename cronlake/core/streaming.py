@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cronlake.core import sink
 from cronlake.core.mongo import ops_db
+from cronlake.core.opsdb import HEARTBEATS
 from cronlake.core.runner import JobError, RunContext, utcnow
 
 if TYPE_CHECKING:
@@ -59,13 +61,14 @@ class Progress:
             self.last_data = time.monotonic()
 
 
-def beat(context: RunContext, batch_id: int | None = None, **extra: Any) -> None:
+def beat(context: RunContext, batch_id: int | None = None) -> None:
     """The job's heartbeat: `alive_at` always, `last_batch_at` and `batch_id` after a micro-batch."""
     stamp = utcnow()
-    fields = {"alive_at": stamp, "pid": os.getpid(), "host": socket.gethostname(), "run_id": context.run_id, **extra}
+    fields: dict[str, Any] = {"_id": context.job, "alive_at": stamp, "pid": os.getpid(),
+                              "host": socket.gethostname(), "run_id": context.run_id}
     if batch_id is not None:
         fields.update(last_batch_at=stamp, batch_id=batch_id)
-    ops_db(context.settings).heartbeats.update_one({"_id": context.job}, {"$set": fields}, upsert=True)
+    sink.upsert(ops_db(context.settings), HEARTBEATS, [fields])
 
 
 def drive(context: RunContext, query: StreamingQuery, args: argparse.Namespace, progress: Progress) -> None:

@@ -15,15 +15,15 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from pymongo import UpdateOne
-
+from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.lake import Lake, LakeFile
 from cronlake.core.mongo import ops_db
+from cronlake.core.opsdb import LAKE_CENSUS
 from cronlake.core.runner import RunContext, utcnow
 
 ZONES = ("landing", "quarantine", "archive")
-COLLECTION = "lake_census"
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,25 +60,22 @@ def add(counts: dict, file: LakeFile) -> None:
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
     found = census(context.lake)
-    collection = ops_db(context.settings)[COLLECTION]
+    database = ops_db(context.settings)
+    collection = database[LAKE_CENSUS.name]
     now = utcnow()
-    operations = [
-        UpdateOne({"_id": f"{zone}/{source}"},
-                  {"$set": {"zone": zone, "source": source, **counts, "updated_at": now}}, upsert=True)
-        for (zone, source), counts in sorted(found.items())
-    ]
+    documents = [{"_id": f"{zone}/{source}", "zone": zone, "source": source, **counts, "updated_at": now}
+                 for (zone, source), counts in sorted(found.items())]
     known = [f"{zone}/{source}" for zone, source in found]
     emptied = collection.update_many(
         {"_id": {"$nin": known}, "zone": {"$in": list(ZONES)}},
         {"$set": {"files": 0, "bytes": 0, "reject_files": 0, "oldest_modified": None, "updated_at": now}},
     ).modified_count
-    if operations:
-        collection.bulk_write(operations, ordered=False)
+    written = sink.upsert(database, LAKE_CENSUS, documents)
     for (zone, source), counts in sorted(found.items()):
         context.log("census", zone=zone, source=source, files=counts["files"], bytes=counts["bytes"])
         context.count(f"{zone}_files", counts["files"])
-    context.count("rows_out", len(operations))
-    context.log("census.done", sources=len(operations), emptied=emptied)
+    context.count("rows_out", written)
+    context.log("census.done", sources=written, emptied=emptied)
 
 
 JOB = Job("lake_census", build_parser, run, needs=("lake",))

@@ -2,7 +2,9 @@
 
 Deletes the content of the lake root, the state folder's working files (locks not held by a running job,
 spool, backfill progress, code zip, anything else but the embedded servers' `run/`, `mongo/` and `log/`),
-and drops the data and ops MongoDB databases. It stops nothing: stop the stack, cron entries and the
+drops the data and ops MongoDB databases, and deletes the Kafka topics and consumer groups the jobs declare
+they own (`Job.kafka_topics`, `Job.kafka_groups`), so a stream does not re-read old records after the reset;
+other topics and groups on the broker are kept. It stops nothing: stop the stack, cron entries and the
 streaming job first if they must not write again at once. The virtualenv and the checkout are never touched.
 
 It asks for confirmation on a terminal; `--yes` answers for scripts. On an `hdfs://` lake, which may be
@@ -18,7 +20,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cronlake.core import checks
+from cronlake.core import checks, jobs
 from cronlake.core.lake import ZONES, open_lake
 from cronlake.core.mongo import client
 from cronlake.core.runner import JobLock
@@ -42,11 +44,39 @@ def guard(folder: Path, what: str) -> None:
 
 
 def plan(settings: Settings) -> list[str]:
+    topics, groups = owned_by_jobs(settings)
     lake = (f"the kit's zones ({', '.join(ZONES)}) under {settings.lake_root}" if settings.lake_scheme == "hdfs"
             else f"everything under {settings.lake_root}")
     return [f"delete {lake}",
             f"delete the working files in {settings.state_dir} (keeping {', '.join(KEPT_STATE)}/ and held locks)",
-            f"drop MongoDB databases {settings.mongo_db} and {settings.mongo_ops_db}"]
+            f"drop MongoDB databases {settings.mongo_db} and {settings.mongo_ops_db}",
+            f"delete Kafka topics {', '.join(topics) or '(none)'} and consumer groups {', '.join(groups) or '(none)'} "
+            f"at {settings.kafka_bootstrap}"]
+
+
+def owned_by_jobs(settings: Settings) -> tuple[list[str], list[str]]:
+    """The Kafka topics and consumer groups the registered jobs declare they own."""
+    declared = jobs.registry().values()
+    return (sorted({topic for job in declared for topic in job.kafka_topics(settings)}),
+            sorted({group for job in declared for group in job.kafka_groups}))
+
+
+def empty_kafka(settings: Settings) -> list[str]:
+    from kafka import KafkaAdminClient
+
+    topics, groups = owned_by_jobs(settings)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="cronlake-reset")
+    try:  # the groups first: their offsets are on the topics
+        stored = [group for group in groups if group in {found["group_id"] for found in admin.list_groups()}]
+        if stored:
+            admin.delete_groups(stored)
+        present = [topic for topic in topics if topic in set(admin.list_topics())]
+        if present:
+            admin.delete_topics(present)
+    finally:
+        admin.close()
+    return [f"kafka: deleted topics {', '.join(present) or '(none present)'}",
+            f"kafka: deleted consumer groups {', '.join(stored) or '(none present)'}"]
 
 
 def empty_lake(settings: Settings) -> str:
@@ -113,11 +143,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ResetError(f"the lake {settings.lake_root} is on HDFS, maybe shared: "
                              "pass --yes-really to delete its cronlake zones")
         checks.require_mongo(settings)
+        checks.require_kafka(settings)
         print("reset will:\n" + "\n".join(f"  - {line}" for line in plan(settings)))
         if not confirmed(args.yes or args.yes_really):
             print("reset: not confirmed, nothing deleted")
             return 1
-        for line in [empty_lake(settings), *empty_state(settings), drop_databases(settings)]:
+        for line in [empty_lake(settings), *empty_state(settings), drop_databases(settings), *empty_kafka(settings)]:
             print(line)
     except (ResetError, SettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -3,7 +3,8 @@
 A job that declares the need "spark" goes through `spark-submit --master $CRONLAKE_SPARK_MASTER`
 with the kit's code zipped into `--py-files` and `cronlake/ops/submit_entry.py` as the driver file, so
 the same command works on local[*], a standalone master and YARN (client mode: the driver, its lock and its
-run record stay on this machine). Any other job runs as `python -m cronlake.ops.run JOB [ARGS...]`.
+run record stay on this machine; `CRONLAKE_CHECKOUT` tells it where `.env` and the sources are, since it imports
+the kit from the zip). Any other job runs as `python -m cronlake.ops.run JOB [ARGS...]`.
 Either way the process is replaced (exec), so its exit code is the job's.
 """
 
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from cronlake.core import jobs
-from cronlake.core.settings import SettingError, Settings, load
+from cronlake.core.settings import CHECKOUT, SettingError, Settings, load
 from cronlake.core.spark import build_code_zip
 
 ENTRY = Path(__file__).with_name("submit_entry.py")
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     print("submit: " + " ".join(argv_to_run), file=sys.stderr, flush=True)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ["CRONLAKE_CHECKOUT"] = str(CHECKOUT)  # the driver imports the kit from the zip: .env, defaults
     os.execv(argv_to_run[0], argv_to_run)
 
 

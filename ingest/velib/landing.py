@@ -28,12 +28,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cronlake.contracts import velib
+from cronlake.contracts.velib import STATION
+from cronlake.core import sink
+from cronlake.core.contracts import RecordError
 from cronlake.core.jobs import Job
 from cronlake.core.kafka_client import end_offsets, new_consumer
 from cronlake.core.lake import Lake
 from cronlake.core.mongo import ops_db
+from cronlake.core.opsdb import KAFKA_LAG
+from cronlake.core.protocol import keep_rejects, reject
 from cronlake.core.runner import RunContext, utcnow
-from ingest.velib.records import FIELDS, RecordError, from_csv_row, to_csv_row
 
 GROUP = "cronlake-velib-landing"
 SOURCE = "velib"
@@ -68,25 +72,24 @@ def parse_message(value: bytes | None) -> dict[str, Any]:
         raise RecordError(f"not JSON: {exc}") from None
     if not isinstance(document, Mapping):
         raise RecordError(f"not a JSON object: {type(document).__name__}")
-    missing = [name for name in FIELDS if name not in document]
+    missing = [name for name in STATION.names if name not in document]
     if missing:
         raise RecordError(f"missing fields {missing}")
-    return from_csv_row(to_csv_row(document))
+    return STATION.from_csv_row(STATION.to_csv_row(document))
 
 
 def render(batch: Batch) -> tuple[bytes, list[dict[str, Any]]]:
     """The CSV file of a batch's valid records and the rejects of its malformed ones."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(FIELDS)
+    writer.writerow(STATION.csv_header())
     rejects = []
     for message in batch.messages:
         try:
-            writer.writerow(to_csv_row(parse_message(message.value)))
+            writer.writerow(STATION.to_csv_row(parse_message(message.value)))
         except RecordError as exc:
-            rejects.append({"reason": exc.reason, "topic": batch.topic, "partition": batch.partition,
-                            "offset": message.offset,
-                            "value": (message.value or b"").decode("utf-8", "replace")})
+            rejects.append(reject(exc.reason, (message.value or b"").decode("utf-8", "replace"), topic=batch.topic,
+                                  partition=batch.partition, offset=message.offset))
     return buffer.getvalue().encode("utf-8"), rejects
 
 
@@ -106,13 +109,9 @@ def land(context: RunContext, lake: Lake, batch: Batch) -> None:
         lake.put_bytes(target, data)
         context.count("files_landed")
         context.log("landing.file", file=target, rows=rows, first=batch.first, last=batch.last)
-    if rejects:
-        kept = f"quarantine/{SOURCE}/{batch.name}.rejects.jsonl"
-        lake.put_text(kept, "".join(json.dumps(r) + "\n" for r in rejects))
-        context.log("landing.rejects", file=kept, records=len(rejects))
+    keep_rejects(context, lake, f"quarantine/{SOURCE}/{batch.name}", rejects)
     context.count("rows_in", len(batch.messages))
     context.count("rows_out", rows)
-    context.count("records_quarantined", len(rejects))
 
 
 def group_consumer(context: RunContext, topic: str, max_poll: int) -> Any:
@@ -189,10 +188,8 @@ def record_lag(context: RunContext, consumer: Any, topic: str) -> dict[str, int]
     finally:
         probe.close()
     lag = {str(tp.partition): max(ends[tp] - (consumer.committed(tp) or 0), 0) for tp in partitions}
-    ops_db(context.settings).kafka_lag.update_one(
-        {"_id": f"{GROUP}|{topic}"},
-        {"$set": {"group": GROUP, "topic": topic, "lag": sum(lag.values()), "partitions": lag,
-                  "updated_at": utcnow()}}, upsert=True)
+    sink.upsert(ops_db(context.settings), KAFKA_LAG, [
+        {"group": GROUP, "topic": topic, "lag": sum(lag.values()), "partitions": lag, "updated_at": utcnow()}])
     return lag
 
 
@@ -230,7 +227,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         consumer.close(autocommit=False)
 
 
-JOB = Job("velib_land", build_parser, run, needs=("kafka", "lake"))
+JOB = Job("velib_land", build_parser, run, needs=("kafka", "lake"), kafka_topics=velib.topics,
+          kafka_groups=(GROUP,))
 
 
 if __name__ == "__main__":

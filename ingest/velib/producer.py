@@ -30,6 +30,7 @@ from typing import Any
 from cronlake.contracts import velib
 from cronlake.core.jobs import Job
 from cronlake.core.lake import LocalLake
+from cronlake.core.protocol import keep_rejects, reject
 from cronlake.core.runner import JobError, RunContext
 from cronlake.core.settings import Settings
 from ingest.velib.api import ApiSource, RetryPolicy, VelibApiError, VelibSource
@@ -221,23 +222,16 @@ def build_source(args: argparse.Namespace, settings: Settings) -> VelibSource:
         raise JobError(f"replay source: {exc}") from None
 
 
-def normalise_all(context: RunContext, source: VelibSource, raw_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Normalise the fetched rows; quarantine the ones that do not fit, with their reason."""
+def normalise_all(source: VelibSource, raw_rows: list[dict[str, Any]], run_id: str
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The fetched rows normalised, by time; and the ones that do not fit, with their reason."""
     records, rejects = [], []
     for raw in raw_rows:
         try:
             records.append(source.normalise(raw))
         except RecordError as exc:
-            rejects.append({"reason": exc.reason, "record": raw})
-    if rejects:
-        path = f"quarantine/{QUARANTINE_SOURCE}/{context.run_id}.rejects.jsonl"
-        context.lake.put_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rejects))
-        reasons: dict[str, int] = {}
-        for reject in rejects:
-            reasons[reject["reason"]] = reasons.get(reject["reason"], 0) + 1
-        context.log("quarantine", path=path, records=len(rejects), reasons=dict(list(reasons.items())[:10]))
-    context.count("records_quarantined", len(rejects))
-    return sorted(records, key=lambda r: r["reported_at"])
+            rejects.append(reject(exc.reason, raw, run_id=run_id))
+    return sorted(records, key=lambda r: r["reported_at"]), rejects
 
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
@@ -255,11 +249,12 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
 
     fetch_error = None
     fresh: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
     try:
         raw_rows = source.fetch(args.nrows)
         context.count("rows_in", len(raw_rows))
         context.log("fetch", source=args.source, rows=len(raw_rows))
-        fresh = normalise_all(context, source, raw_rows)
+        fresh, rejects = normalise_all(source, raw_rows, context.run_id)
     except VelibApiError as exc:
         fetch_error = str(exc)
         context.log("fetch.failed", error=fetch_error)
@@ -269,6 +264,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     context.count("skipped_stale", stale)
     send_error = deliver(context, args, batch, {snapshot_key(r) for r in spooled}, state, spool) if batch else None
     spool.remove(spool_files)
+    # after sending: a lake outage must not cost the minute's records
+    keep_rejects(context, context.lake, f"quarantine/{QUARANTINE_SOURCE}/{context.run_id}", rejects)
     if send_error:
         raise JobError(send_error)
     if fetch_error:
@@ -302,7 +299,7 @@ def deliver(context: RunContext, args: argparse.Namespace, batch: list[dict[str,
     return error
 
 
-JOB = Job("velib_produce", build_parser, run, needs=("lake",))
+JOB = Job("velib_produce", build_parser, run, needs=("lake",), kafka_topics=velib.topics)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The normalised Velib station record: one snapshot of one station, whatever source it came from.
 
 Every Velib source (the live Explore API v2.1, its `exports/json` dump, the open-data CSV history with French
-labels) is turned into the same flat record here, so Kafka messages, landing CSV files and everything
-downstream share one contract (`docs/data-contracts.md`). A source row that cannot be turned into a valid
-record raises `RecordError` with a one-line reason; callers quarantine it with that reason.
+labels) is turned into the same flat record here: `cronlake.contracts.velib.STATION`, whose CSV codec and Spark
+schema Kafka messages, landing CSV files and everything downstream share (`docs/data-contracts.md`). A source
+row that cannot be turned into a valid record raises `RecordError` with a one-line reason; callers quarantine it
+with that reason.
 
 The history export identifies stations by their GBFS numeric `station_id`; `StationIndex` maps it to the
 Velib station code (GBFS `station_information.json`) and adds each station's commune/arrondissement and INSEE
@@ -20,14 +21,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-FIELDS: tuple[str, ...] = (
-    "station_code", "name", "capacity", "bikes", "mechanical", "ebike", "docks_free",
-    "is_installed", "is_renting", "is_returning", "reported_at", "lat", "lon", "zone", "insee_code",
-)
-INT_FIELDS = ("capacity", "bikes", "mechanical", "ebike", "docks_free")
-BOOL_FIELDS = ("is_installed", "is_renting", "is_returning")
-FLOAT_FIELDS = ("lat", "lon")
-OPTIONAL_FIELDS = ("lat", "lon", "insee_code")
+from cronlake.contracts.velib import STATION
+from cronlake.core.contracts import RecordError
 
 # The open-data history gives naive local times of Paris, whatever time zone the deployment uses.
 SOURCE_TZ = ZoneInfo("Europe/Paris")
@@ -59,14 +54,6 @@ API_COUNTS = {
     "ebike": "ebike",
 }
 API_FLAGS = {"is_installed": "is_installed", "is_renting": "is_renting", "is_returning": "is_returning"}
-
-
-class RecordError(ValueError):
-    """A source row that does not fit the record contract; `reason` says why in one line."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -249,7 +236,7 @@ def normalise_api_record(raw: Mapping[str, Any]) -> dict[str, Any]:
         "zone": zone,
         "insee_code": optional_text(raw.get("code_insee_commune")),
     }
-    return {field: record[field] for field in FIELDS}
+    return {field: record[field] for field in STATION.names}
 
 
 def normalise_history_row(row: Mapping[str, Any], station_index: StationIndex) -> dict[str, Any]:
@@ -272,54 +259,4 @@ def normalise_history_row(row: Mapping[str, Any], station_index: StationIndex) -
         "zone": station.zone,
         "insee_code": station.insee_code,
     }
-    return {field: record[field] for field in FIELDS}
-
-
-def csv_header() -> list[str]:
-    return list(FIELDS)
-
-
-def to_csv_row(record: Mapping[str, Any]) -> list[str]:
-    """A record as landing-CSV cells: booleans `true`/`false`, empty string for null."""
-    cells = []
-    for field in FIELDS:
-        value = record[field]
-        if value is None:
-            cells.append("")
-        elif isinstance(value, bool):
-            cells.append("true" if value else "false")
-        else:
-            cells.append(str(value))
-    return cells
-
-
-def from_csv_row(row: Sequence[str] | Mapping[str, str]) -> dict[str, Any]:
-    """Landing-CSV cells (a list in `FIELDS` order, or a dict by column) → a typed record."""
-    if not isinstance(row, Mapping):
-        if len(row) != len(FIELDS):
-            raise RecordError(f"expected {len(FIELDS)} columns, got {len(row)}")
-        row = dict(zip(FIELDS, row, strict=True))
-    record: dict[str, Any] = {}
-    for field in FIELDS:
-        cell = row.get(field)
-        if cell is None:
-            raise RecordError(f"missing column {field}")
-        if field in INT_FIELDS:
-            record[field] = parse_count(cell, field)
-        elif field in BOOL_FIELDS:
-            if cell not in ("true", "false"):
-                raise RecordError(f"{field} is not true/false: {cell!r}")
-            record[field] = cell == "true"
-        elif field in FLOAT_FIELDS:
-            try:
-                record[field] = optional_float(cell)
-            except ValueError:
-                raise RecordError(f"{field} is not a number: {cell!r}") from None
-        elif field in OPTIONAL_FIELDS:
-            record[field] = cell or None
-        else:
-            record[field] = cell
-    if not record["station_code"]:
-        raise RecordError("missing station code")
-    parse_aware_time(record["reported_at"], "reported_at")
-    return record
+    return {field: record[field] for field in STATION.names}

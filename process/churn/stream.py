@@ -175,7 +175,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         fresh = {key: message for key, message in messages.items() if key not in replayed}
         documents = predictions(spark, loaded, fresh) if fresh else []
         upsert(db, churn.PREDICTIONS, documents)
-        beat(context, batch_id, model_version=loaded.version)
+        beat(context, batch_id)
         progress.batch_done(bool(rows))
         for name, amount in (("rows_in", len(rows)), ("rows_out", len(documents)), ("skipped_replayed", len(replayed)),
                              ("records_quarantined", len(rejects)), ("batches", 1)):

@@ -15,20 +15,16 @@ import argparse
 import sys
 from datetime import date
 
-from pymongo import UpdateOne
-
+from cronlake.contracts.retail import DAILY, TRANSACTION, TRANSACTIONS
+from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db
-from cronlake.core.protocol import Claim, run_batch
+from cronlake.core.protocol import Claim, reject, run_batch
 from cronlake.core.runner import RunContext
 
 SOURCE = "retail"
-DATASET = "retail_transactions"
-COLLECTION = "retail_daily"
-HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID",
-          "Country", "TotalPrice"]
-SCHEMA = ("InvoiceNo STRING, StockCode STRING, Description STRING, Quantity INT, InvoiceDate STRING, "
-          "UnitPrice DOUBLE, CustomerID STRING, Country STRING, TotalPrice DOUBLE, _corrupt_record STRING")
+HEADER = TRANSACTION.csv_header()
+SCHEMA = TRANSACTION.spark_schema(extra=("_corrupt_record STRING",))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +69,8 @@ def process(context: RunContext, claim: Claim) -> list[str]:
     for path in claim.accepted:
         name = path.rsplit("/", 1)[-1]
         claim.reject_records(path, [
-            {"reason": "unparseable row", "line": r["_corrupt_record"], "invoice": r["InvoiceNo"],
-             "invoice_date": r["InvoiceDate"]}
+            reject("unparseable row", {"InvoiceNo": r["InvoiceNo"], "InvoiceDate": r["InvoiceDate"]}, file=name,
+                   line=r["_corrupt_record"])
             for r in rejects if r["source_file"] == name
         ])
 
@@ -94,16 +90,14 @@ def process(context: RunContext, claim: Claim) -> list[str]:
         .withColumn("invoice_day", F.date_format("invoice_time", "yyyy-MM-dd"))
     )
     days = sorted(r["invoice_day"] for r in clean.select("invoice_day").distinct().collect())
-    if context.lake.list(f"processed/{DATASET}", recursive=True):
-        known = (spark.read.parquet(context.lake.uri(f"processed/{DATASET}"))
-                 .where(F.col("invoice_day").isin(days)).select("row_key"))
-        clean = clean.join(known, "row_key", "left_anti")
+    known = TRANSACTIONS.read(spark, context.lake, {"invoice_day": days}).select("row_key")
+    clean = clean.join(known, "row_key", "left_anti")
     clean = clean.cache()  # counted, then written: key and anti-join computed once
     context.count("rows_in", rows_in)
     context.count("rows_out", clean.count())
     context.log("process.parsed", rows=rows_in, rejected=len(rejects), days=len(days),
                 partitions=raw.rdd.getNumPartitions())
-    claim.publish_parquet(clean, DATASET, partition_by=["invoice_day"])
+    claim.publish_parquet(clean, TRANSACTIONS.name, partition_by=list(TRANSACTIONS.partition_by))
     clean.unpersist()
     raw.unpersist()
     return days
@@ -113,12 +107,11 @@ def upsert_daily_totals(context: RunContext, days: list[str]) -> None:
     """Recompute the given days from the whole dataset and upsert one document per (day, country)."""
     from pyspark.sql import functions as F
 
-    if not days or not context.lake.list(f"processed/{DATASET}", recursive=True):
-        context.log("mongo.skipped", reason="no processed data for these days", days=days)
+    if not days:
+        context.log("mongo.skipped", reason="no day to recompute")
         return
-    dataset = context.spark.read.parquet(context.lake.uri(f"processed/{DATASET}"))
     totals = (
-        dataset.where(F.col("invoice_day").isin(days))
+        TRANSACTIONS.read(context.spark, context.lake, {"invoice_day": days})
         .groupBy("invoice_day", "country")
         .agg(
             F.countDistinct("invoice_no").alias("invoices"),
@@ -128,18 +121,11 @@ def upsert_daily_totals(context: RunContext, days: list[str]) -> None:
         )
         .collect()
     )
-    collection = data_db(context.settings)[COLLECTION]
-    collection.create_index([("day", 1), ("country", 1)], unique=True)
-    operations = [
-        UpdateOne({"day": str(t["invoice_day"]), "country": t["country"]},
-                  {"$set": {"invoices": t["invoices"], "lines": t["lines"], "revenue": t["revenue"],
-                            "cancelled_lines": t["cancelled_lines"], "run_id": context.run_id}},
-                  upsert=True)
-        for t in totals
-    ]
-    if operations:
-        collection.bulk_write(operations, ordered=False)
-    context.log("mongo.upserted", collection=COLLECTION, documents=len(operations), days=len(days))
+    written = sink.upsert(data_db(context.settings), DAILY, (
+        {"day": t["invoice_day"], "country": t["country"], "invoices": t["invoices"], "lines": t["lines"],
+         "revenue": t["revenue"], "cancelled_lines": t["cancelled_lines"]}
+        for t in totals))
+    context.log("mongo.upserted", collection=DAILY.name, documents=written, days=len(days))
 
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
@@ -149,7 +135,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     def process_and_upsert(claim: Claim) -> None:
         upsert_daily_totals(context, sorted(set(process(context, claim)) | set(args.day)))
 
-    if run_batch(context, context.lake, SOURCE, (DATASET,), process_and_upsert, args.max_files) is None:
+    if run_batch(context, context.lake, SOURCE, (TRANSACTIONS.name,), process_and_upsert, args.max_files) is None:
         upsert_daily_totals(context, sorted(set(args.day)))
 
 

@@ -5,8 +5,9 @@ reads them with an explicit schema, sends malformed rows to quarantine as reject
 header to quarantine whole, drops snapshots already known (same station_code and reported_at, within the
 batch and in `processed/velib_status/` for the days the batch touches: a replayed file adds nothing), adds
 `day` (the Europe/Paris date of reported_at) and appends to `processed/velib_status/` partitioned by day.
-Then, for every touched day and every `--day`, it recomputes from the whole processed day the station, zone
-and empty-station statistics (`process.velib.stats`) and upserts them by key: a rerun changes nothing.
+Then, for every touched day and every `--day`, it recomputes from the whole processed day the station and zone
+statistics (`process.velib.stats`) and upserts them by key through `cronlake.core.sink`: a rerun changes nothing.
+The record, the dataset and the collections are declared in `cronlake.contracts.velib`.
 
 Cron runs it hourly with `--day today` (so today's figures move even when no file landed) and nightly with
 `--day yesterday` (the day closed with its late files).
@@ -22,46 +23,33 @@ import operator
 import sys
 from datetime import date, datetime, timedelta
 from functools import reduce
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pymongo import UpdateOne
-
+from cronlake.contracts.velib import STATION, STATION_DAILY, STATUS, ZONE_DAILY
+from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.lake import Lake
 from cronlake.core.mongo import data_db
-from cronlake.core.protocol import Claim, run_batch
+from cronlake.core.protocol import Claim, reject, run_batch
 from cronlake.core.runner import RunContext
 from cronlake.core.settings import Settings
-from ingest.velib.records import FIELDS, INT_FIELDS
-from process.velib.stats import EMPTY_COLUMNS, ENGINES, STATION_COLUMNS, ZONE_COLUMNS, daily_stats
+from process.velib.stats import ENGINES, daily_stats
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import Column, SparkSession
 
 SOURCE = "velib"
-DATASET = "velib_status"
-CSV_SCHEMA = ("station_code STRING, name STRING, capacity INT, bikes INT, mechanical INT, ebike INT, docks_free INT, "
-              "is_installed BOOLEAN, is_renting BOOLEAN, is_returning BOOLEAN, reported_at STRING, lat DOUBLE, "
-              "lon DOUBLE, zone STRING, insee_code STRING, _corrupt_record STRING")
-# The processed dataset as stored; `day` is the partition column, read back as a string (not inferred as a date).
-STATUS_SCHEMA = ("station_code STRING, name STRING, capacity INT, bikes INT, mechanical INT, ebike INT, "
-                 "docks_free INT, is_installed BOOLEAN, is_renting BOOLEAN, is_returning BOOLEAN, "
-                 "reported_at TIMESTAMP, lat DOUBLE, lon DOUBLE, zone STRING, insee_code STRING, day STRING")
-STATUS_COLUMNS = [column.split()[0] for column in STATUS_SCHEMA.split(", ")]
-REQUIRED = ["station_code", "capacity", "bikes", "mechanical", "ebike", "docks_free", "is_installed", "is_renting",
-            "is_returning"]
+CSV_SCHEMA = STATION.spark_schema(text_timestamps=True, extra=("_corrupt_record STRING",))
+# Spark reads an empty CSV cell as null, so only the fields that may not be empty text are required here
+# (reported_at has its own check).
+REQUIRED = [f.name for f in STATION.fields if f.non_empty or f.kind in ("int", "bool")]
 KEY = ["station_code", "reported_at"]
 # Copies of one snapshot may disagree (the source re-serves a station with new counts but the same time): the
 # greatest by this order wins, whatever the file order or partitioning, so reruns and replays pick the same one.
 PREFERENCE = ["bikes", "docks_free", "mechanical", "ebike", "capacity", "is_installed", "is_renting", "is_returning",
               "name", "zone", "insee_code", "lat", "lon", "day"]
 DECIMALS = 6
-# collection → (its unique key, its columns). Upserts address documents by `_id` (see document_id).
-COLLECTIONS = {
-    "velib_station_daily": (["station_code", "day"], STATION_COLUMNS),
-    "velib_zone_daily": (["zone", "day"], ZONE_COLUMNS),
-    "velib_empty_stations": (["day", "station_code"], EMPTY_COLUMNS),
-}
+TABLES = (STATION_DAILY, ZONE_DAILY)  # the collections of the DailyStats tables, in order
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,16 +89,6 @@ def local_day(timestamp: Column, timezone: str) -> Column:
     return F.date_format(F.from_utc_timestamp(timestamp, timezone), "yyyy-MM-dd")
 
 
-def read_status(spark: SparkSession, lake: Lake, days: list[str] | None = None) -> DataFrame:
-    """The processed snapshots of `days` (all days if None; empty if the dataset does not exist yet)."""
-    from pyspark.sql import functions as F
-
-    if not any(f.path.endswith(".parquet") for f in lake.list(f"processed/{DATASET}", recursive=True)):
-        return spark.createDataFrame([], STATUS_SCHEMA)
-    status = spark.read.schema(STATUS_SCHEMA).parquet(lake.uri(f"processed/{DATASET}"))
-    return status if days is None else status.where(F.col("day").isin(days))
-
-
 def first_line(spark: SparkSession, uri: str) -> str:
     """The first line of a lake file, read through Hadoop's FileSystem (no Spark job, whatever the file size)."""
     jvm = spark.sparkContext._jvm
@@ -127,8 +105,8 @@ def check_headers(spark: SparkSession, claim: Claim) -> None:
     """Quarantine every input whose header is not the record fields in contract order."""
     for path in claim.inputs:
         columns = next(csv.reader([first_line(spark, claim.lake.uri(path))]), [])
-        if columns != list(FIELDS):
-            claim.quarantine(path, f"unexpected header {columns[:20]}; expected {list(FIELDS)}")
+        if columns != STATION.csv_header():
+            claim.quarantine(path, f"unexpected header {columns[:20]}; expected {STATION.csv_header()}")
 
 
 def ingest(context: RunContext, claim: Claim, partitions: int | None) -> list[str]:
@@ -155,25 +133,25 @@ def ingest(context: RunContext, claim: Claim, partitions: int | None) -> list[st
         F.when(F.col("_corrupt_record").isNotNull(), "unparseable row (a value of the wrong type or column count)")
         .when(F.col("reported_ts").isNull(), "reported_at is not an ISO-8601 UTC time")
         .when(reduce(operator.or_, [F.col(c).isNull() for c in REQUIRED]), f"one of {REQUIRED} is empty")
-        .when(reduce(operator.or_, [F.col(c) < 0 for c in INT_FIELDS]), "negative count")
+        .when(reduce(operator.or_, [F.col(c) < 0 for c in STATION.of_kind("int")]), "negative count")
     )
     raw = raw.withColumn("problem", problem).cache()
     rows_in = raw.count()
     rejects = raw.where(F.col("problem").isNotNull()).select("source_file", "problem", "_corrupt_record",
-                                                             *FIELDS).collect()
+                                                             *STATION.names).collect()
     for path in claim.accepted:
         name = path.rsplit("/", 1)[-1]
         claim.reject_records(path, [
-            {"reason": r["problem"], "line": r["_corrupt_record"], **{k: r[k] for k in FIELDS}}
+            reject(r["problem"], {k: r[k] for k in STATION.names}, file=name, line=r["_corrupt_record"])
             for r in rejects if r["source_file"] == name
         ])
     valid = (
         raw.where(F.col("problem").isNull()).drop("reported_at").withColumnRenamed("reported_ts", "reported_at")
         .withColumn("day", local_day(F.col("reported_at"), context.settings.timezone))
-        .select(*STATUS_COLUMNS)
+        .select(*STATUS.column_names)
     )
     days = sorted(r["day"] for r in valid.select("day").distinct().collect())
-    known = read_status(spark, claim.lake, days).select(*KEY)
+    known = STATUS.read(spark, claim.lake, {"day": days}).select(*KEY)
     unique = valid.groupBy(*KEY).agg(F.max(F.struct(*PREFERENCE)).alias("copy")).select(*KEY, "copy.*")
     fresh = unique.join(known, KEY, "left_anti").select(valid.columns).repartition("day").cache()
     rows_out = fresh.count()
@@ -182,7 +160,7 @@ def ingest(context: RunContext, claim: Claim, partitions: int | None) -> list[st
     context.count("duplicates_dropped", rows_in - len(rejects) - rows_out)
     context.log("process.parsed", rows=rows_in, rejected=len(rejects), new=rows_out, days=days)
     if rows_out:
-        claim.publish_parquet(fresh, DATASET, ["day"])
+        claim.publish_parquet(fresh, STATUS.name, list(STATUS.partition_by))
     fresh.unpersist()
     raw.unpersist()
     return days
@@ -193,29 +171,16 @@ def document_value(value: object) -> object:
     return round(value, DECIMALS) if isinstance(value, float) else value
 
 
-def document_id(row: Any, key: list[str]) -> str:
-    """`<station_code or zone>|<day>`: an upsert by `_id` is a primary-key lookup on any server (on nx-27017 a
-    filter on the key fields is a scan per document), the unique index on the key fields stays. The day goes
-    last because nx-27017 does not match string ids that start with a date."""
-    return "|".join([*(str(row[k]) for k in key if k != "day"), row["day"]])
-
-
 def upsert_statistics(context: RunContext, lake: Lake, days: list[str], engine: str) -> None:
     """Recompute the statistics of `days` from the whole processed days and upsert them by their keys."""
-    status = read_status(context.spark, lake, days).cache()
+    status = STATUS.read(context.spark, lake, {"day": days}).cache()
     tables = daily_stats(status, engine)
     database = data_db(context.settings)
-    for (collection, (key, columns)), table in zip(COLLECTIONS.items(), tables, strict=True):
-        database[collection].create_index([(k, 1) for k in key], unique=True)
-        operations = [
-            UpdateOne({"_id": document_id(row, key)},
-                      {"$set": {c: document_value(row[c]) for c in columns}}, upsert=True)
-            for row in table.collect()
-        ]
-        if operations:
-            database[collection].bulk_write(operations, ordered=False)
-        context.count(f"upserted_{collection}", len(operations))
-        context.log("mongo.upserted", collection=collection, documents=len(operations), days=days, engine=engine)
+    for collection, table in zip(TABLES, tables, strict=True):
+        documents = ({c: document_value(row[c]) for c in collection.fields} for row in table.collect())
+        written = sink.upsert(database, collection, documents)
+        context.count(f"upserted_{collection.name}", written)
+        context.log("mongo.upserted", collection=collection.name, documents=written, days=days, engine=engine)
     status.unpersist()
 
 
@@ -228,7 +193,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         if days:
             upsert_statistics(context, claim.lake, days, args.engine)
 
-    claim = run_batch(context, context.lake, SOURCE, (DATASET,), process, args.max_files)
+    claim = run_batch(context, context.lake, SOURCE, (STATUS.name,), process, args.max_files)
     if claim is None and requested:
         upsert_statistics(context, context.lake, sorted(requested), args.engine)
 

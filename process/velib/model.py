@@ -32,14 +32,13 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pymongo import UpdateOne
-
+from cronlake.contracts.velib import MODEL_RUNS, PREDICTIONS, STATUS
+from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db
 from cronlake.core.runner import JobError, RunContext
-from process.velib.daily import read_status
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -177,7 +176,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
 
     spark = context.spark
     lake = context.lake
-    rows = examples(with_next_snapshots(read_status(spark, lake)), context.settings.timezone,
+    rows = examples(with_next_snapshots(STATUS.read(spark, lake)), context.settings.timezone,
                     args.max_gap_minutes).cache()
     labelled = rows.where(~F.col("is_next"))
     span = labelled.agg(F.min("at_0").alias("first"), F.max("at_0").alias("last")).first()
@@ -225,7 +224,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     train_until = train.agg(F.max("at_0").alias("last")).first()["last"]
 
     database = data_db(context.settings)
-    database.velib_model_runs.replace_one({"_id": version}, {
+    sink.upsert(database, MODEL_RUNS, [{
         "version": version, "trained_at": trained_at, "train_until": utc(train_until), "test_from": test_from,
         "rows_train": sizes["train"]["rows"], "rows_test": sizes["test"]["rows"], "metrics": metrics, "path": path,
         "positives_train": sizes["train"]["positives"], "positives_test": sizes["test"]["positives"],
@@ -233,7 +232,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         "classifier": "RandomForestClassifier", "features": FEATURES, "class_weight": args.class_weight,
         "threshold": threshold, "fit_until": utc(fit_cut),
         "params": {"trees": args.trees, "max_depth": args.max_depth, "max_gap_minutes": args.max_gap_minutes},
-    }, upsert=True)
+    }], replace=True)
     upsert_predictions(context, probability(rows.where(F.col("is_next"))), threshold, version)
     context.count("rows_in", sizes["train"]["rows"] + sizes["test"]["rows"])
     rows.unpersist()
@@ -241,18 +240,15 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
 
 def upsert_predictions(context: RunContext, predicted: DataFrame, threshold: float, version: str) -> None:
     """One document per station: probability that its next snapshot has no free dock."""
-    documents: list[Any] = [
-        UpdateOne({"_id": r["station_code"]}, {"$set": {
-            "station_code": r["station_code"], "name": r["name"], "zone": r["zone"], "at": utc(r["at_0"]),
-            "probability_full": round(float(r["probability_full"]), 6),
-            "predicted_full": r["probability_full"] >= threshold,
-            "model_version": version}}, upsert=True)
+    documents = (
+        {"station_code": r["station_code"], "name": r["name"], "zone": r["zone"], "at": utc(r["at_0"]),
+         "probability_full": round(float(r["probability_full"]), 6),
+         "predicted_full": r["probability_full"] >= threshold, "model_version": version}
         for r in predicted.select("station_code", "name", "zone", "at_0", "probability_full").collect()
-    ]
-    if documents:
-        data_db(context.settings).velib_predictions.bulk_write(documents, ordered=False)
-    context.count("rows_out", len(documents))
-    context.log("mongo.upserted", collection="velib_predictions", documents=len(documents), model_version=version)
+    )
+    written = sink.upsert(data_db(context.settings), PREDICTIONS, documents)
+    context.count("rows_out", written)
+    context.log("mongo.upserted", collection=PREDICTIONS.name, documents=written, model_version=version)
 
 
 JOB = Job("velib_train", build_parser, run, needs=("lake", "spark"))

@@ -1,40 +1,35 @@
 """Daily Velib statistics, computed two equivalent ways: the DataFrame API and Spark SQL over temp views.
 
 Input: rows of `processed/velib_status` (one per station snapshot, deduplicated, with the local `day`).
-Output, per engine, three DataFrames with the same columns in the same order (the MongoDB contracts):
+Output, per engine, two DataFrames with the columns of the MongoDB collections they fill, in the same order
+(`velib_station_daily` and `velib_zone_daily` in `cronlake.contracts.velib`):
 
 - station daily (station_code, day): samples, bikes avg/min/max, mechanical/ebike/docks averages, docks
   min/max, and how many snapshots had no bike (`zero_bike_samples`) or no free dock (`zero_dock_samples`);
   name, zone and capacity are those of the station's last snapshot of the day.
 - zone daily (zone, day): stations, samples, averages over every snapshot of the zone's stations that day,
   fill_ratio = avg bikes / avg capacity.
-- empty stations (day, station_code): the stations with at least one zero-bike snapshot that day.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from cronlake.contracts.velib import STATION_DAILY, ZONE_DAILY
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 ENGINES = ("dataframe", "sql")
-STATION_COLUMNS = ["station_code", "day", "name", "zone", "capacity", "samples", "avg_bikes", "min_bikes",
-                   "max_bikes", "avg_mechanical", "avg_ebike", "avg_docks_free", "min_docks_free", "max_docks_free",
-                   "zero_bike_samples", "zero_dock_samples"]
-ZONE_COLUMNS = ["zone", "day", "stations", "samples", "avg_bikes", "avg_mechanical", "avg_ebike", "avg_docks_free",
-                "fill_ratio"]
-EMPTY_COLUMNS = ["day", "station_code", "name", "zone", "zero_bike_samples", "samples"]
 
 
 class DailyStats(NamedTuple):
     station_daily: DataFrame
     zone_daily: DataFrame
-    empty_stations: DataFrame
 
 
 def dataframe_stats(status: DataFrame) -> DailyStats:
-    """The three tables with the DataFrame API."""
+    """The two tables with the DataFrame API."""
     from pyspark.sql import functions as F
 
     def last(column: str):
@@ -51,7 +46,7 @@ def dataframe_stats(status: DataFrame) -> DailyStats:
              F.avg("docks_free").alias("avg_docks_free"), F.min("docks_free").alias("min_docks_free"),
              F.max("docks_free").alias("max_docks_free"), zeros("bikes", "zero_bike_samples"),
              zeros("docks_free", "zero_dock_samples"))
-        .select(STATION_COLUMNS)
+        .select(*STATION_DAILY.fields)
     )
     zone = (
         status.groupBy("zone", "day")
@@ -59,10 +54,9 @@ def dataframe_stats(status: DataFrame) -> DailyStats:
              F.avg("bikes").alias("avg_bikes"), F.avg("mechanical").alias("avg_mechanical"),
              F.avg("ebike").alias("avg_ebike"), F.avg("docks_free").alias("avg_docks_free"),
              (F.avg("bikes") / F.avg("capacity")).alias("fill_ratio"))
-        .select(ZONE_COLUMNS)
+        .select(*ZONE_DAILY.fields)
     )
-    empty = station.where(F.col("zero_bike_samples") > 0).select(EMPTY_COLUMNS)
-    return DailyStats(station, zone, empty)
+    return DailyStats(station, zone)
 
 
 STATION_SQL = """
@@ -86,21 +80,12 @@ FROM {status}
 GROUP BY zone, day
 """
 
-EMPTY_SQL = """
-SELECT day, station_code, name, zone, zero_bike_samples, samples
-FROM {station_daily}
-WHERE zero_bike_samples > 0
-"""
-
-
 def sql_stats(status: DataFrame) -> DailyStats:
-    """The three tables with Spark SQL over temp views (view names are unique to this input)."""
-    views = {"status": f"velib_status_{id(status):x}", "station_daily": f"velib_station_daily_{id(status):x}"}
+    """The two tables with Spark SQL over a temp view (its name is unique to this input)."""
+    view = f"velib_status_{id(status):x}"
+    status.createOrReplaceTempView(view)
     spark = status.sparkSession
-    status.createOrReplaceTempView(views["status"])
-    station = spark.sql(STATION_SQL.format(**views))
-    station.createOrReplaceTempView(views["station_daily"])
-    return DailyStats(station, spark.sql(ZONE_SQL.format(**views)), spark.sql(EMPTY_SQL.format(**views)))
+    return DailyStats(spark.sql(STATION_SQL.format(status=view)), spark.sql(ZONE_SQL.format(status=view)))
 
 
 def daily_stats(status: DataFrame, engine: str = "dataframe") -> DailyStats:

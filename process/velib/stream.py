@@ -20,6 +20,8 @@ also makes a micro-batch replayed after a crash change nothing: see docs/streami
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 import time
 from collections import defaultdict
@@ -29,29 +31,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pymongo import ReplaceOne
-
 from cronlake.contracts import velib
+from cronlake.contracts.velib import FLAGS, LIVE_BUCKETS, LIVE_STATION, LIVE_ZONE, STATION
+from cronlake.core import sink
 from cronlake.core.jobs import Job
-from cronlake.core.mongo import data_db
-from cronlake.core.runner import RunContext, utcnow
-from cronlake.core.streaming import Progress, add_arguments, beat, drive, kafka_messages
-from ingest.velib.records import BOOL_FIELDS, FIELDS, FLOAT_FIELDS, INT_FIELDS, OPTIONAL_FIELDS
+from cronlake.core.mongo import data_db, ops_db
+from cronlake.core.opsdb import HEARTBEATS
+from cronlake.core.runner import JobError, RunContext, utcnow
 
-STATIONS, ZONES, BUCKETS = "velib_live_station", "velib_live_zone", "velib_live_buckets"
 MEASURES = ("mechanical", "ebike", "docks_free")
 WINDOW_MINUTES = 60
 FUTURE_TOLERANCE = timedelta(hours=1)  # a clock that far ahead would freeze "now": such records are skipped
-
-
-def record_schema() -> str:
-    def spark_type(name: str) -> str:
-        return "INT" if name in INT_FIELDS else "BOOLEAN" if name in BOOL_FIELDS else \
-            "DOUBLE" if name in FLOAT_FIELDS else "STRING"
-    return ", ".join(f"{name} {spark_type(name)}" for name in FIELDS)
-
-
-REQUIRED = tuple(name for name in FIELDS if name not in OPTIONAL_FIELDS)
 
 
 @dataclass
@@ -173,7 +163,7 @@ class LiveAverages:
             state.info = {"name": last["name"], "zone": last["zone"], "lat": last["lat"], "lon": last["lon"],
                           "capacity": last["capacity"]}
             state.latest = {"reported_at": last["reported_at"], "bikes": last["bikes"],
-                            **{m: last[m] for m in MEASURES}, **{f: last[f] for f in BOOL_FIELDS}}
+                            **{m: last[m] for m in MEASURES}, **{f: last[f] for f in FLAGS}}
             state.batch_id = batch_id
             changed[code] = state
             counted += len(fresh)
@@ -227,7 +217,7 @@ class LiveAverages:
 
 
 def load_states(context: RunContext) -> list[StationState]:
-    return [StationState.from_document(doc) for doc in data_db(context.settings)[BUCKETS].find()]
+    return [StationState.from_document(doc) for doc in data_db(context.settings)[LIVE_BUCKETS.name].find()]
 
 
 class LiveWriter:
@@ -238,7 +228,8 @@ class LiveWriter:
         self.db = data_db(context.settings)
         self.live = LiveAverages(context.settings.tz, load_states(context))
         self.published: dict[tuple[str, str], dict] = {}
-        self.progress = Progress()
+        self.batches = 0
+        self.last_data = time.monotonic()
         context.log("stream.state_loaded", stations=len(self.live.states),
                     now=self.live.now.isoformat() if self.live.now else None)
 
@@ -252,30 +243,39 @@ class LiveWriter:
         stations, zones = self.live.documents(changed)
         stamp = utcnow()
         written = {}
-        for collection, documents in ((STATIONS, stations), (ZONES, zones)):
-            fresh = self.changed_documents(collection, documents)
-            if fresh:
-                self.db[collection].bulk_write([ReplaceOne({"_id": d["_id"]}, {**d, "updated_at": stamp},
-                                                           upsert=True) for d in fresh], ordered=False)
-            written[collection] = fresh
+        for collection, documents in ((LIVE_STATION, stations), (LIVE_ZONE, zones)):
+            fresh = self.changed_documents(collection.name, documents)
+            sink.upsert(self.db, collection, [{**d, "updated_at": stamp} for d in fresh], replace=True)
+            written[collection.name] = fresh
         now = self.live.now_after(changed)
         if changed:
             start = window_start(now)
-            self.db[BUCKETS].bulk_write([ReplaceOne({"_id": code}, state.to_document(start), upsert=True)
-                                         for code, state in changed.items()], ordered=False)
+            sink.upsert(self.db, LIVE_BUCKETS, [state.to_document(start) for state in changed.values()], replace=True)
         self.live.install(changed)
         for collection, documents in written.items():
             self.published.update({(collection, d["_id"]): d for d in documents})
-        beat(self.context, batch_id)
-        self.progress.batch_done(bool(records or malformed))
+        self.beat(last_batch_at=stamp, alive_at=stamp, batch_id=batch_id)
+        self.batches += 1
+        if records or malformed:
+            self.last_data = time.monotonic()
         self.context.count("rows_in", len(records) + malformed)
         self.context.count("rows_out", counted)
         self.context.count("records_quarantined", malformed)
         self.context.count("batches")
         self.context.log("stream.batch", batch_id=batch_id, records=len(records), counted=counted,
-                         ignored=len(records) - counted, malformed=malformed, stations_written=len(written[STATIONS]),
-                         zones_written=len(written[ZONES]), now=now.isoformat() if now else None,
+                         ignored=len(records) - counted, malformed=malformed,
+                         stations_written=len(written[LIVE_STATION.name]), zones_written=len(written[LIVE_ZONE.name]),
+                         now=now.isoformat() if now else None,
                          read_seconds=round(read_seconds, 3), write_seconds=round(time.monotonic() - started, 3))
+
+    def alive(self) -> None:
+        self.beat(alive_at=utcnow())
+
+    def beat(self, **fields: Any) -> None:
+        """This job's heartbeat document: the given times, and which process writes it."""
+        sink.upsert(ops_db(self.context.settings), HEARTBEATS, [
+            {"_id": JOB.name, **fields, "pid": os.getpid(), "host": socket.gethostname(),
+             "run_id": self.context.run_id}])
 
 
 def valid_records(rows: Iterable[Mapping[str, Any]], horizon: datetime) -> tuple[list[dict[str, Any]], int]:
@@ -284,7 +284,7 @@ def valid_records(rows: Iterable[Mapping[str, Any]], horizon: datetime) -> tuple
     for row in rows:
         record = dict(row)
         moment = parse_time(record["reported_at"]) if record.get("reported_at") else None
-        if moment is None or moment > horizon or any(record.get(name) is None for name in REQUIRED):
+        if moment is None or moment > horizon or any(record.get(name) is None for name in STATION.not_null):
             bad += 1
             continue
         record["reported_at"] = moment
@@ -295,17 +295,33 @@ def valid_records(rows: Iterable[Mapping[str, Any]], horizon: datetime) -> tuple
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=JOB.name, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, trigger_seconds=10.0, max_offsets=50000)
+    parser.add_argument("--trigger-seconds", type=float, default=10.0, help="micro-batch interval (default 10)")
+    parser.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
+                        help="stop after SECONDS without new data (demos, tests, benchmarks); default: run forever")
+    parser.add_argument("--max-batches", type=int, default=None, help="stop after N micro-batches")
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=50000,
+                        help="read at most N messages per micro-batch (default 50000)")
+    parser.add_argument("--starting-offsets", choices=("earliest", "latest"), default="earliest",
+                        help="where a query without checkpoint starts (default earliest)")
     return parser
 
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
     from pyspark.sql import functions as F
 
+    from cronlake.core.kafka_source import SOURCE_NAME, KafkaDataSource
+
+    spark = context.spark
+    spark.dataSource.register(KafkaDataSource)
     writer = LiveWriter(context)
     checkpoint = context.lake.uri(f"checkpoints/{JOB.name}")
-    messages = kafka_messages(context, velib.topic(context.settings), args)
-    parsed = messages.select(F.from_json("value", record_schema()).alias("r")).select("r.*")
+    messages = (
+        spark.readStream.format(SOURCE_NAME)
+        .option("bootstrap", context.settings.kafka_bootstrap).option("topic", velib.topic(context.settings))
+        .option("startingOffsets", args.starting_offsets)
+        .option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger)).load()
+    )
+    parsed = messages.select(F.from_json("value", STATION.spark_schema(text_timestamps=True)).alias("r")).select("r.*")
 
     def on_batch(batch: Any, batch_id: int) -> None:
         started = time.monotonic()
@@ -317,10 +333,28 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
              .trigger(processingTime=f"{args.trigger_seconds} seconds").start())
     context.log("stream.started", topic=velib.topic(context.settings), checkpoint=checkpoint,
                 trigger_seconds=args.trigger_seconds)
-    drive(context, query, args, writer.progress)
+    last_alive = writer.last_data = time.monotonic()
+    try:
+        while query.isActive:
+            query.awaitTermination(timeout=1)
+            if time.monotonic() - last_alive >= args.trigger_seconds:
+                writer.alive()
+                last_alive = time.monotonic()
+            if args.max_batches is not None and writer.batches >= args.max_batches:
+                context.log("stream.stop", reason="max batches", batches=writer.batches)
+                break
+            idle = time.monotonic() - writer.last_data
+            if args.until_idle is not None and idle >= args.until_idle and not query.status["isDataAvailable"]:
+                context.log("stream.stop", reason="idle", idle_seconds=args.until_idle, batches=writer.batches)
+                break
+    finally:
+        query.stop()
+    if query.exception() is not None:
+        raise JobError(f"streaming query failed: {query.exception()}")
 
 
-JOB = Job("velib_stream", build_parser, run, needs=("kafka", "lake", "spark"), long_running=True)
+JOB = Job("velib_stream", build_parser, run, needs=("kafka", "lake", "spark"), long_running=True,
+          kafka_topics=velib.topics)
 
 
 if __name__ == "__main__":

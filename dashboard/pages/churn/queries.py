@@ -24,7 +24,7 @@ def scored(store: Store) -> list[dict[str, Any]]:
     """What the page aggregates, one small document per scored customer."""
     rows = list(store.data[PREDICTIONS.name].find({}, projection(SCORED_FIELDS)))
     if not rows:
-        raise NoData(PREDICTIONS.name)
+        raise NoData(PREDICTIONS)
     return rows
 
 
@@ -39,5 +39,5 @@ def promoted_run(store: Store) -> dict[str, Any]:
     doc = runs.find_one({"promoted": True}, projection(RUN_FIELDS)) or runs.find_one(
         {}, projection(RUN_FIELDS), sort=[("trained_at", DESCENDING)])
     if doc is None:
-        raise NoData(MODEL_RUNS.name)
+        raise NoData(MODEL_RUNS)
     return doc

@@ -10,12 +10,12 @@ from typing import Any
 
 from dash import Input, Output, callback, dcc, html
 
+from cronlake.contracts.velib import STATION_DAILY
 from dashboard import store, ui
 from dashboard.store import NoData
 
 PATH = "/extremes"
 NAME = "Empty & full"
-COLLECTION = "velib_station_daily"
 
 
 def columns(counter: str, label: str) -> list[ui.Column]:
@@ -25,9 +25,9 @@ def columns(counter: str, label: str) -> list[ui.Column]:
 
 @ui.guarded
 def layout(day: str | None = None, **_query: str) -> html.Div:
-    controls, chosen = ui.day_picker("extremes-day", COLLECTION, day)
+    controls, chosen = ui.day_picker("extremes-day", STATION_DAILY, day)
     if chosen is None:
-        return html.Div([html.H2(NAME), ui.no_data(NoData(COLLECTION))])
+        return html.Div([html.H2(NAME), ui.no_data(NoData(STATION_DAILY))])
     return html.Div([html.H2(NAME), *controls, dcc.Loading(html.Div(id="extremes-content"))])
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import Input, Output, callback, dcc, html
 
+from cronlake.contracts.velib import LIVE_STATION, PREDICTIONS, STATION_DAILY
 from dashboard import store, ui
 from dashboard.store import InvalidInput, NoData
 
@@ -71,7 +72,7 @@ def averages(block: dict[str, Any] | None, prefix: str) -> list[html.Div]:
 
 def live_section(live: dict[str, Any] | None, tz: Any) -> html.Section:
     if live is None:
-        return ui.section("Live", ui.no_data(NoData("velib_live_station")))
+        return ui.section("Live", ui.no_data(NoData(LIVE_STATION)))
     latest = live.get("latest") or {}
     today = live.get("today") or {}
     return ui.section(
@@ -90,7 +91,7 @@ def live_section(live: dict[str, Any] | None, tz: Any) -> html.Section:
 
 def prediction_section(prediction: dict[str, Any] | None, tz: Any) -> html.Section:
     if prediction is None:
-        return ui.section("Prediction", ui.no_data(NoData("velib_predictions")))
+        return ui.section("Prediction", ui.no_data(NoData(PREDICTIONS)))
     probability = prediction.get("probability_full")
     return ui.section("Prediction", html.Div([
         ui.stat("P(full)", f"{100 * probability:.1f}%" if probability is not None else "—", "station-probability"),
@@ -117,7 +118,7 @@ def render(code: str | None) -> Any:
         daily = ui.section("Daily history", dcc.Graph(figure=history_figure(history), config={"displaylogo": False}),
                            ui.table("station-history", rows, HISTORY_COLUMNS, page_size=31))
     else:
-        daily = ui.section("Daily history", ui.no_data(NoData("velib_station_daily")))
+        daily = ui.section("Daily history", ui.no_data(NoData(STATION_DAILY)))
     return [header, html.Div([live_section(live, tz), prediction_section(s.station_prediction(code), tz)],
                              className="columns"), daily]
 

@@ -7,12 +7,12 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import Input, Output, callback, dcc, html
 
+from cronlake.contracts.velib import LIVE_ZONE, ZONE_DAILY
 from dashboard import store, ui
 from dashboard.store import NoData
 
 PATH = "/zones"
 NAME = "Zones"
-COLLECTION = "velib_zone_daily"
 
 DAILY_COLUMNS = [
     ("zone", "Zone"), ("stations", "Stations"), ("samples", "Samples"), ("avg_bikes", "Avg bikes"),
@@ -29,7 +29,7 @@ LIVE_COLUMNS = [
 
 @ui.guarded
 def layout(day: str | None = None, **_query: str) -> html.Div:
-    controls, chosen = ui.day_picker("zones-day", COLLECTION, day)
+    controls, chosen = ui.day_picker("zones-day", ZONE_DAILY, day)
     if chosen is None:  # no daily data: render at once (the live section may still have something)
         return html.Div([html.H2(NAME), html.Div(render(None), id="zones-content")])
     return html.Div([html.H2(NAME), *controls, dcc.Loading(html.Div(id="zones-content"))])
@@ -47,7 +47,7 @@ def fill_chart(rows: list[dict[str, Any]]) -> go.Figure:
 @ui.guarded
 def daily_section(day: str | None) -> html.Section:
     if day is None:
-        raise NoData(COLLECTION)
+        raise NoData(ZONE_DAILY)
     rows = store.current().zone_daily(day)
     shown = [{**r, **{f: ui.num(r.get(f), 2) for f in ("avg_bikes", "avg_mechanical", "avg_ebike", "avg_docks_free")},
               "fill_pct": ui.share(r.get("fill_ratio"), 1)} for r in rows]
@@ -68,7 +68,7 @@ def live_row(doc: dict[str, Any]) -> dict[str, Any]:
 def live_section() -> html.Section:
     rows = store.current().live_zone_rows()
     if not rows:
-        raise NoData("velib_live_zone")
+        raise NoData(LIVE_ZONE)
     return ui.section("Live averages", ui.table("zones-live", [live_row(r) for r in rows], LIVE_COLUMNS, 100))
 
 
