@@ -163,7 +163,7 @@ def test_stream_scores_like_a_batch_switches_models_between_batches_and_quaranti
     settings, lake = settings_and_lake()
     rejects = [json.loads(line) for f in lake.list("quarantine/churn")
                for line in lake.read_text(f.path).splitlines()]
-    assert sorted(r["reason"] for r in rejects) == ["missing column gender", "not JSON", "tenure below 0: -3"]
+    assert sorted(r["reason"] for r in rejects) == ["missing column gender", "negative tenure: -3", "not JSON"]
     run = ops_db(settings).job_runs.find_one({"job": "churn_stream", "status": "succeeded"})
     assert run["records_quarantined"] == 3 and run["rows_out"] == 300
     heartbeat = ops_db(settings).heartbeats.find_one({"_id": "churn_stream"})
