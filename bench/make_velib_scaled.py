@@ -29,20 +29,21 @@ sys.path.insert(0, str(REPO))
 from cronlake.contracts.velib import STATION  # noqa: E402
 from ingest.velib.records import RecordError, StationIndex, normalise_history_row  # noqa: E402
 
+# The shared data folder beside the main checkout (a worktree elsewhere passes --data).
 DATA = REPO.parent / "shared" / "data" / "velib"
-HISTORY = DATA / "history_2022-05-12_to_2022-06-01.csv.gz"
+HISTORY_NAME = "history_2022-05-12_to_2022-06-01.csv.gz"
 PARIS = ZoneInfo("Europe/Paris")
 FIRST_SOURCE_DAY = date(2022, 5, 13)  # the first complete local day of the history
 SOURCE_DAYS = 20
 REPORTED_AT = STATION.names.index("reported_at")
 
 
-def load_collections() -> tuple[list[datetime], list[list[list[str]]]]:
+def load_collections(data: Path = DATA) -> tuple[list[datetime], list[list[list[str]]]]:
     """The history's collections in time order: commit times, and per collection one CSV row per station."""
-    index = StationIndex.from_files([DATA / "gbfs_2022-02-23" / "station_information.json"],
-                                    [DATA / "api_v21_export_2024-05-28.json"])
+    index = StationIndex.from_files([data / "gbfs_2022-02-23" / "station_information.json"],
+                                    [data / "api_v21_export_2024-05-28.json"])
     collections: dict[str, dict[str, list[str]]] = defaultdict(dict)
-    with gzip.open(HISTORY, "rt", encoding="utf-8") as handle:
+    with gzip.open(data / HISTORY_NAME, "rt", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             try:
                 record = normalise_history_row(row, index)
@@ -54,10 +55,11 @@ def load_collections() -> tuple[list[datetime], list[list[list[str]]]]:
             [list(collections[t].values()) for t in times])
 
 
-def generate(out: Path, days: int = 1, every_minutes: int = 10, start: date = date(2024, 1, 8)) -> int:
+def generate(out: Path, days: int = 1, every_minutes: int = 10, start: date = date(2024, 1, 8),
+             data: Path = DATA) -> int:
     """Write the scaled landing files into `out`; return the number of snapshot rows written."""
     out.mkdir(parents=True, exist_ok=True)
-    times, collections = load_collections()
+    times, collections = load_collections(data)
     written = 0
     handles: dict[str, tuple] = {}
     for day in range(days):
@@ -92,13 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--every-minutes", type=int, default=10,
                         help="one snapshot of every station every N minutes (1 = full one-minute resolution)")
     parser.add_argument("--start", type=date.fromisoformat, default=date(2024, 1, 8), help="first local day")
+    parser.add_argument("--data", type=Path, default=DATA, help=f"the shared velib data folder (default {DATA})")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
-    rows = generate(args.out, args.days, args.every_minutes, args.start)
+    rows = generate(args.out, args.days, args.every_minutes, args.start, args.data)
     size = sum(f.stat().st_size for f in args.out.glob("*.csv"))
     print(f"{rows} snapshots in {len(list(args.out.glob('*.csv')))} files, {size / 1e6:.1f} MB, "
           f"{time.monotonic() - started:.1f} s -> {args.out}")

@@ -203,7 +203,8 @@ class Store:
     # --- model ---------------------------------------------------------------------------------------------
 
     def latest_model_run(self) -> dict[str, Any]:
-        fields = ("version", "trained_at", "train_until", "test_from", "rows_train", "rows_test", "metrics")
+        fields = ("version", "trained_at", "train_until", "test_from", "rows_train", "rows_test", "metrics",
+                  "pr_curve", "threshold")
         doc = self.data[MODEL_RUNS.name].find_one({}, projection(fields), sort=[("trained_at", DESCENDING)])
         if doc is None:
             raise NoData(MODEL_RUNS)

@@ -300,9 +300,14 @@ def test_model_page_metrics_and_predictions(seeded: dict[str, Any], browser: web
     open_page(browser, seeded["url"] + "/model", "#model-metrics tbody td")
     assert text_of(browser, "model-version") == run["version"]
     metrics = {r["metric"]: r for r in table(browser, "model-metrics")}
-    for name in ("auc", "precision", "recall", "f1"):
+    for name in ("auc", "pr_auc", "precision", "recall", "f1"):
         assert as_number(metrics[name]["model"]) == round(run["metrics"]["model"][name], 3)
         assert as_number(metrics[name]["baseline"]) == round(run["metrics"]["baseline"][name], 3)
+    curve = browser.execute_script("return document.querySelector('#model-pr-curve .js-plotly-plot').data"
+                                   ".map(trace => [trace.name, trace.x, trace.y])")
+    assert curve[0][1] == [p["recall"] for p in run["pr_curve"]]
+    assert curve[0][2] == [p["precision"] for p in run["pr_curve"]]
+    assert curve[2][1:] == [[run["metrics"]["baseline"]["recall"]], [run["metrics"]["baseline"]["precision"]]]
     rows = table(browser, "model-predictions")
     assert [as_number(r["probability_pct"]) for r in rows] == [round(100 * d["probability_full"], 1) for d in top]
     by_code = {d["station_code"]: d for d in data.velib_predictions.find()}

@@ -17,6 +17,7 @@ import pytest
 from conftest import FIXTURES, REPO, run_cli
 from retail_expected import daily_totals
 
+from cronlake.contracts.velib import STATION
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import data_db, ops_db
 from cronlake.core.settings import load
@@ -119,27 +120,44 @@ def test_status_names_services_last_runs_and_backlog(cronlake_env):
     assert "error: a service does not answer" in down.stderr
 
 
-def test_replay_moves_the_days_archived_files_back_to_landing(cronlake_env):
+def velib_file(*reported_at: str) -> bytes:
+    """A landing CSV of velib records (contract header) with these `reported_at` values."""
+    header = ",".join(STATION.csv_header())
+    rows = [",".join("12001" if f == "station_code" else t if f == "reported_at" else "1" for f in STATION.csv_header())
+            for t in reported_at]
+    return ("\n".join([header, *rows]) + "\n").encode()
+
+
+def test_replay_moves_back_the_files_holding_data_of_the_days(cronlake_env):
+    """Files are chosen by their data's days (reported_at in Paris time), whatever day they were written."""
     root = lake_path(cronlake_env)
     paris = ZoneInfo("Europe/Paris")
-    chosen = {"archive/velib/a.csv": datetime(2024, 4, 17, 0, 30, tzinfo=paris),  # just after midnight Paris
-              "archive/velib/b.csv": datetime(2024, 4, 18, 23, 50, tzinfo=paris)}
-    others = {"archive/velib/c.csv": datetime(2024, 4, 16, 23, 50, tzinfo=paris),
-              "archive/velib/d.csv": datetime(2024, 4, 19, 0, 10, tzinfo=paris),
-              "archive/retail/e.csv": datetime(2024, 4, 17, 12, 0, tzinfo=paris)}
-    for relative, modified in {**chosen, **others}.items():
-        put(root, relative, relative.encode(), modified)
+    written = datetime(2024, 5, 1, 12, 0, tzinfo=paris)  # all landed long after the data: never a criterion
+    chosen = {"archive/velib/a.csv": velib_file("2024-04-16T22:30:00Z"),  # 00:30 on the 17th in Paris
+              "archive/velib/b.csv": velib_file("2024-04-15T10:00:00Z", "2024-04-18T21:50:00Z")}  # one row inside
+    others = {"archive/velib/c.csv": velib_file("2024-04-16T21:50:00Z"),  # 23:50 on the 16th in Paris
+              "archive/velib/d.csv": velib_file("2024-04-18T22:10:00Z"),  # 00:10 on the 19th in Paris
+              "archive/retail/e.csv": b"InvoiceNo,InvoiceDate\n536365,4/17/24 12:00\n"}
+    for relative, data in {**chosen, **others}.items():
+        put(root, relative, data, written)
 
     result = run_cli([script("replay"), "--source", "velib", "--from", "2024-04-17", "--to", "2024-04-18"],
                      cronlake_env, timeout=60)
     assert result.returncode == 0, result.stderr
-    for relative in chosen:
+    for relative, data in chosen.items():
         landed = root / relative.replace("archive/", "landing/", 1)
-        assert landed.read_bytes() == relative.encode() and not (root / relative).exists()
+        assert landed.read_bytes() == data and not (root / relative).exists()
     assert all((root / relative).exists() for relative in others)
     record = ops_db(load()).job_runs.find_one({"job": "replay"})
     assert record["status"] == "succeeded" and record["extra"]["files_replayed"] == len(chosen)
     assert record["args"] == ["--source", "velib", "--from", "2024-04-17", "--to", "2024-04-18"]
+
+    nothing = run_cli([script("replay"), "--source", "velib", "--from", "2024-04-20", "--to", "2024-04-21"],
+                      cronlake_env, timeout=60)
+    assert nothing.returncode != 0
+    message = "no archived file of velib holds data (reported_at) of 2024-04-20..2024-04-21"
+    assert message in nothing.stderr + nothing.stdout
+    assert all((root / relative).exists() for relative in others)
 
 
 def backfilled_days(env: dict[str, str]) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ import shutil
 import sys
 from collections import defaultdict
 from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from statistics import mean
 from zoneinfo import ZoneInfo
@@ -179,3 +180,51 @@ def test_malformed_rows_and_wrong_header_are_quarantined(spark, cronlake_env, tm
     run = ops_db(settings_module.load()).job_runs.find_one({"job": "velib_daily"})
     assert run["records_quarantined"] == len(broken) and run["files_quarantined"] == 1
     assert parquet_rows(spark, cronlake_env) == len({(r[0], r[10]) for r in good[4:]})
+
+
+def test_spark_and_duckdb_runners_give_identical_outputs(spark, cronlake_env, tmp_path, monkeypatch):
+    """The same landing files (two real slices across local midnight, a replayed copy, malformed rows and a wrong
+    header) through each runner into its own lake and database: same Parquet rows, rejects and documents."""
+    with open(SLICES[0], newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    broken = [list(row) for row in rows[1:5]]
+    broken[0][3], broken[1][7], broken[2][10], broken[3][3] = "many", "OUI", "yesterday", "-2"
+    mixed = tmp_path / "velib-mixed.csv"
+    with open(mixed, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([rows[0], *rows[5:200], *broken])
+    wrong = tmp_path / "velib-wrong-header.csv"
+    wrong.write_text("stationcode,numbikesavailable\n16107,3\n", encoding="utf-8")
+
+    outputs = {}
+    for runner in ("spark", "duckdb"):
+        env = {**cronlake_env, "CRONLAKE_LAKE_ROOT": (tmp_path / runner).as_uri(),
+               "CRONLAKE_MONGO_DB": f"{cronlake_env['CRONLAKE_MONGO_DB']}_{runner}"}
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        land(env, *SLICES, mixed, wrong)
+        run_job("--runner", runner)
+        land(env, SLICES[1], name="velib-replayed.csv")  # a second run: deduplicated against the processed days
+        run_job("--runner", runner, "--day", "2022-05-12")
+        dataset = env["CRONLAKE_LAKE_ROOT"] + "/processed/velib_status"
+        snapshots = spark.read.schema(velib.STATUS.spark_schema()).parquet(dataset)
+        rejects = (lake_root(env) / "quarantine" / "velib" / "velib-mixed.csv.rejects.jsonl").read_text()
+        outputs[runner] = {"snapshots": sorted(snapshots.collect()), "mongo": mongo_state(),
+                           "rejects": sorted(rejects.splitlines())}
+
+    assert len(outputs["spark"]["snapshots"]) > 500 and len(outputs["spark"]["rejects"]) == len(broken)
+    for name in ("snapshots", "rejects", "mongo"):
+        assert outputs["duckdb"][name] == outputs["spark"][name], name
+
+
+def test_averages_are_the_exact_mean_rounded_half_even():
+    """An exact tie at the 7th decimal goes to the even neighbour, whatever side of it the binary float lies on;
+    any other average is its exact mean rounded to 6 decimals; a ratio is rounded as before."""
+    for total, samples, stored in [(3, 640, 0.004688), (1, 640, 0.001562), (7, 640, 0.010938), (5, 640, 0.007812)]:
+        row = {"samples": samples, "avg_bikes": total / samples}
+        assert velib_daily.document_value(row, "avg_bikes") == stored, (total, samples)
+    assert round(3 / 640, 6) == 0.004687  # what rounding the float gave
+    for bikes in ([8, 9, 9], [0, 1], [3] * 7 + [4]):
+        row = {"samples": len(bikes), "avg_bikes": sum(bikes) / len(bikes)}
+        exact = (Decimal(sum(bikes)) / len(bikes)).quantize(Decimal("0.000001"), ROUND_HALF_EVEN)
+        assert velib_daily.document_value(row, "avg_bikes") == float(exact)
+    assert velib_daily.document_value({"samples": 3, "fill_ratio": 2 / 3}, "fill_ratio") == 0.666667

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES
+from pyspark.sql import functions as F
 
 from cronlake.core import settings as settings_module
 from cronlake.core.mongo import data_db
@@ -49,6 +50,31 @@ def expected_examples() -> list[tuple[float, bool, bool]]:
     return found
 
 
+def test_history_features_use_only_earlier_snapshots(spark):
+    """Full rates, docks trend and time since the last change of each example, recomputed in plain Python from
+    the station's earlier snapshots only: no feature of t sees t or later."""
+    status = (spark.read.option("header", True).schema(velib_daily.CSV_SCHEMA).csv(str(SLICE))
+              .withColumn("reported_at", F.to_timestamp("reported_at")))
+    rows = {(r["station_code"], r["at_0"]): r
+            for r in velib_model.examples(status, "Europe/Paris", 120.0).collect()}
+    checked = 0
+    for code, snapshots in snapshots_by_station().items():
+        times = [epoch(r["reported_at"]) for r in snapshots]
+        full = [r["docks_free"] == "0" for r in snapshots]
+        docks = [int(r["docks_free"]) for r in snapshots]
+        for i in range(3, len(snapshots)):
+            row = rows.get((code, int(times[i])))
+            if not close(times[i - 3:i + 1]):
+                assert row is None
+                continue
+            assert row["full_rate_station"] == pytest.approx(sum(full[:i]) / i)
+            assert row["docks_trend_3"] == docks[i - 1] - docks[i - 3]
+            last_change = max(j for j in range(i) if j == 0 or docks[j] != docks[j - 1])
+            assert row["minutes_since_change"] == pytest.approx((times[i] - times[last_change]) / 60)
+            checked += 1
+    assert checked > 300
+
+
 def test_train_evaluates_saves_and_predicts(spark, cronlake_env):
     landing = Path(cronlake_env["CRONLAKE_LAKE_ROOT"].removeprefix("file://")) / "landing" / "velib"
     landing.mkdir(parents=True)
@@ -73,8 +99,15 @@ def test_train_evaluates_saves_and_predicts(spark, cronlake_env):
     assert run["metrics"]["baseline"]["precision"] == pytest.approx(tp / sum(b for _, b in test), abs=1e-6)
     assert run["metrics"]["baseline"]["recall"] == pytest.approx(tp / sum(f for f, _ in test), abs=1e-6)
     for who in ("model", "baseline"):
-        assert set(run["metrics"][who]) == {"auc", "precision", "recall", "f1"}
+        assert set(run["metrics"][who]) == {"auc", "pr_auc", "precision", "recall", "f1"}
         assert all(0.0 <= value <= 1.0 for value in run["metrics"][who].values()), run["metrics"]
+    assert run["threshold"] in velib_model.THRESHOLDS
+    assert [p["threshold"] for p in run["pr_curve"]] == velib_model.THRESHOLDS
+    recalls = [p["recall"] for p in run["pr_curve"]]
+    assert recalls == sorted(recalls, reverse=True)  # a higher threshold never finds more full stations
+    chosen = next(p for p in run["pr_curve"] if p["threshold"] == run["threshold"])
+    assert (chosen["precision"], chosen["recall"]) == (run["metrics"]["model"]["precision"],
+                                                       run["metrics"]["model"]["recall"])
 
     from pyspark.ml import PipelineModel
 

@@ -212,6 +212,61 @@ def test_watchdog_starts_the_stream_once(cronlake_env):
         ("failed", "terminated (SIGTERM)")], "the stop is recorded, not left running"
 
 
+def test_watchdog_restarts_a_hung_stream_whose_heartbeat_is_stale(cronlake_env):
+    """A process holds the stream's lock but its heartbeat is an hour old: the watchdog kills it and starts the
+    stream; with a fresh heartbeat the same holder is left alone."""
+    import subprocess
+
+    from cronlake.core import settings as settings_module
+    from cronlake.core.mongo import ops_db
+    from cronlake.core.runner import JobLock
+
+    state = Path(cronlake_env["CRONLAKE_STATE_DIR"])
+    hold = ("import sys, time; from pathlib import Path; from cronlake.core.runner import JobLock; "
+            "lock = JobLock(Path(sys.argv[1]), 'velib_stream'); assert lock.acquire(); time.sleep(600)")
+    hung = subprocess.Popen([sys.executable, "-c", hold, str(state)], env={**os.environ, **cronlake_env},
+                            start_new_session=True)
+    lock = JobLock(state, "velib_stream")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and lock.holder() != str(hung.pid):
+        time.sleep(0.1)
+    an_hour_ago = time.time() - 3600
+    os.utime(lock.path, (an_hour_ago, an_hour_ago))  # it took the lock long ago
+    beats = ops_db(settings_module.load()).heartbeats
+    watchdog = [sys.executable, "-m", "cronlake.ops.run", "watchdog", "--job", "velib_stream", "--stale-after", "60",
+                "--kill-wait", "5", "--", "--trigger-seconds", "1"]
+    started_pid = None
+    try:
+        beat = {"alive_at": datetime.now(UTC) - timedelta(seconds=5)}
+        beats.update_one({"_id": "velib_stream"}, {"$set": beat}, upsert=True)
+        fresh = run_cli(watchdog, cronlake_env)
+        assert '"watchdog.running"' in fresh.stdout and hung.poll() is None, fresh.stdout
+
+        beats.update_one({"_id": "velib_stream"}, {"$set": {"alive_at": datetime.now(UTC) - timedelta(hours=1),
+                                                            "last_batch_at": datetime.now(UTC) - timedelta(hours=2)}})
+        result = run_cli(watchdog, cronlake_env)
+        assert result.returncode == 0, result.stderr
+        lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        hung_line = next(line for line in lines if line.get("step") == "watchdog.hung")
+        assert hung_line["pid"] == str(hung.pid) and hung_line["silent_s"] >= 3600
+        assert hung.wait(timeout=10) == -signal.SIGTERM
+        started = next(line for line in lines if line.get("step") == "watchdog.started")
+        started_pid = started["pid"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and lock.holder() != str(started_pid):
+            time.sleep(0.2)
+        assert lock.holder() == str(started_pid), "the restarted stream holds the lock"
+    finally:
+        if hung.poll() is None:
+            hung.kill()
+        if started_pid:
+            os.killpg(started_pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not lock.acquire():
+        time.sleep(0.2)
+    lock.release()
+
+
 def test_max_offsets_per_trigger_is_shared_by_backlog():
     from cronlake.core.kafka_source import split_limit
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cronlake.core.contracts import Collection, Dataset, Field, RecordType
 from cronlake.core.settings import Settings, check_http_url, check_topic_name
 
@@ -12,6 +14,13 @@ DEFAULT_TOPIC = "velib.station_status"
 def api_url(settings: Settings) -> str:
     """`CRONLAKE_VELIB_API_URL`: the Explore API v2.1 dataset the producer polls."""
     return settings.get("CRONLAKE_VELIB_API_URL", DEFAULT_API_URL, check_http_url)
+
+
+def geo_dir(settings: Settings) -> Path | None:
+    """`CRONLAKE_VELIB_GEO_DIR`: a folder of zone boundaries (GeoJSON) to use instead of the copy shipped in
+    ingest/velib/geo (None: that copy)."""
+    value = settings.get("CRONLAKE_VELIB_GEO_DIR", "")
+    return Path(value) if value else None
 
 
 def topic(settings: Settings) -> str:
@@ -69,7 +78,7 @@ MODEL_RUNS = Collection(
     "velib_model_runs", key=("version",), produced_by="velib_train", indexes=(("-trained_at",),),
     fields=("version", "trained_at", "train_until", "test_from", "rows_train", "rows_test", "metrics", "path",
             "positives_train", "positives_test", "positive_rate_test", "classifier", "features", "class_weight",
-            "threshold", "fit_until", "params"))
+            "threshold", "fit_until", "params", "pr_curve"))
 PREDICTIONS = Collection(
     "velib_predictions", key=("station_code",), produced_by="velib_train", indexes=(("-probability_full",),),
     fields=("station_code", "name", "zone", "at", "probability_full", "predicted_full", "model_version"))

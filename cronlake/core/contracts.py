@@ -167,13 +167,20 @@ class Dataset:
 
     def read(self, spark: SparkSession, lake: Lake, where: Mapping[str, Sequence[str]] | None = None) -> DataFrame:
         """The dataset by its stored schema (an empty frame before its first write), filtered on partition
-        values, e.g. `where={"day": ["2024-04-17"]}`."""
+        values, e.g. `where={"day": ["2024-04-17"]}`. A filter on the first partition column lists and reads only
+        those partitions' folders, so the cost of a read does not grow with the rest of the dataset."""
         from pyspark.sql import functions as F
 
-        if not any(f.path.endswith(".parquet") for f in lake.list(self.path, recursive=True)):
+        where = dict(where or {})
+        first = self.partition_by[0] if self.partition_by else None
+        folders = ([f"{self.path}/{first}={value}" for value in where[first]] if first in where else [self.path])
+        folders = [folder for folder in folders
+                   if any(f.path.endswith(".parquet") for f in lake.list(folder, recursive=True))]
+        if not folders:
             return spark.createDataFrame([], self.spark_schema())
-        frame = spark.read.schema(self.spark_schema()).parquet(lake.uri(self.path))
-        for column, values in (where or {}).items():
+        frame = (spark.read.schema(self.spark_schema()).option("basePath", lake.uri(self.path))
+                 .parquet(*(lake.uri(folder) for folder in folders)))
+        for column, values in where.items():
             frame = frame.where(F.col(column).isin(list(values)))
         return frame
 

@@ -86,14 +86,19 @@ class Claim:
 
     def publish_parquet(self, frame: DataFrame, dataset: str, partition_by: list[str] | None = None) -> int:
         """Write a DataFrame into `processed/<dataset>/` so that a rerun of this run cannot duplicate it."""
+        writer = frame.write.mode("overwrite")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        return self.publish(dataset, writer.parquet)
+
+    def publish(self, dataset: str, write: Callable[[str], None]) -> int:
+        """Publish into `processed/<dataset>/` the Parquet files `write(staging_uri)` writes (any engine, Hive
+        partition folders kept): each part file is renamed into the dataset with the run id in its name."""
         if dataset not in self.datasets:
             raise ValueError(f"dataset {dataset!r} was not declared by the job ({self.datasets})")
         staging = staging_folder(dataset, self.run_id)
         self.context.log("output.begin", dataset=dataset)
-        writer = frame.write.mode("overwrite")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.parquet(self.lake.uri(staging))
+        write(self.lake.uri(staging))
         parts = [f for f in self.lake.list(staging, recursive=True) if f.path.endswith(".parquet")]
         for index, part in enumerate(parts):
             relative = posixpath.relpath(part.path, staging)

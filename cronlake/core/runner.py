@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from cronlake.core import checks, sink
 from cronlake.core import settings as settings_module
+from cronlake.core.cli import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_SETTINGS
 from cronlake.core.lake import Lake, LakeError, open_lake, spark_lake
 from cronlake.core.mongo import ops_db
 from cronlake.core.opsdb import COUNTERS, JOB_RUNS
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
 
     from cronlake.core.jobs import Job
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_SETTINGS = 2
-EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; cron simply tries again next time
 
 
 

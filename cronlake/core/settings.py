@@ -21,6 +21,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cronlake.core.cli import one_line_errors
+
 CHECKOUT = Path(os.environ.get("CRONLAKE_CHECKOUT") or Path(__file__).absolute().parents[2])
 NOT_SETTINGS = ("CRONLAKE_ENV_FILE", "CRONLAKE_CHECKOUT")  # where settings are read from, not settings
 
@@ -195,6 +197,7 @@ def check_topic_name(name: str, value: str) -> None:
         raise SettingError(f"{name}: invalid Kafka topic name {value!r}")
 
 
+@one_line_errors(SettingError)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cronlake.core.settings",
@@ -202,20 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", help="also check that Kafka, MongoDB and the lake answer")
     args = parser.parse_args(argv)
-    try:
-        settings = load()
-        for key, value in settings.masked().items():
-            print(f"{key}={value}")
-        if args.check:
-            from cronlake.core import checks
+    settings = load()
+    for key, value in settings.masked().items():
+        print(f"{key}={value}")
+    if args.check:
+        from cronlake.core import checks
 
-            checks.require_all(settings)
-            print("# Kafka, MongoDB and the lake answer")
-    except SettingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        checks.require_all(settings)
+        print("# Kafka, MongoDB and the lake answer")
     return 0
-
 
 if __name__ == "__main__":
     from cronlake.core.settings import main as package_main  # one SettingError class, not a __main__ twin

@@ -51,7 +51,8 @@ def upsert(db: Database, collection: Collection, documents: Iterable[Mapping[str
     for document in documents:
         document_id = document.get("_id") or collection.document_id(document)
         body = {name: document[name] for name in collection.fields if name in document}
-        operations.append(ReplaceOne({"_id": document_id}, body, upsert=True) if replace
+        # The replacement names its `_id` too: nx-27017 would otherwise give an upserted document a new ObjectId.
+        operations.append(ReplaceOne({"_id": document_id}, {"_id": document_id, **body}, upsert=True) if replace
                           else UpdateOne({"_id": document_id}, {"$set": body}, upsert=True))
     if operations:
         db[collection.name].bulk_write(operations, ordered=False)

@@ -24,9 +24,10 @@ from pathlib import Path
 from types import FrameType
 
 from cronlake.core import jobs
+from cronlake.core.cli import EXIT_LOCKED
 from cronlake.core.files import JsonState
 from cronlake.core.jobs import ArgumentsRejected, split_passthrough
-from cronlake.core.runner import EXIT_LOCKED, utcnow
+from cronlake.core.runner import utcnow
 from cronlake.core.settings import SettingError, load
 from cronlake.ops.replay import day
 

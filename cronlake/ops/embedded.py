@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cronlake.core import checks
+from cronlake.core.cli import one_line_errors
 from cronlake.core.settings import SettingError, Settings, load
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -180,25 +181,21 @@ def down(settings: Settings) -> list[str]:
     return [stop(service, settings) for service in services(settings)]
 
 
+@one_line_errors(SettingError)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cronlake.ops.embedded", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("up", "down", "status"))
     args = parser.parse_args(argv)
-    try:
-        settings = load()
-        if args.action == "status":
-            results = [status(service, settings) for service in services(settings)]
-            for _, line in results:
-                print(line)
-            return 0 if all(ok for ok, _ in results) else 1
-        for line in (up if args.action == "up" else down)(settings):
+    settings = load()
+    if args.action == "status":
+        results = [status(service, settings) for service in services(settings)]
+        for _, line in results:
             print(line)
-    except SettingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 0 if all(ok for ok, _ in results) else 1
+    for line in (up if args.action == "up" else down)(settings):
+        print(line)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

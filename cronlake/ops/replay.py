@@ -1,12 +1,13 @@
 """Job `replay`: put archived files of one source back into landing, on purpose, so the next batch run
 reprocesses them (then `scripts/backfill` recomputes the days they feed).
 
-The files of `archive/<source>/` whose modified time falls within the days FROM..TO (inclusive, in
-CRONLAKE_TIMEZONE) are moved back to `landing/<source>/` under the same name. Lake renames keep a file's
-modified time, which is the time it was first written to the lake, so replaying the same days again selects
-the same files. They are moved, not copied, so the archive never holds two copies of one input; a name
-already present in landing is left alone and counted as `already_landed`. The run record counts the
-files moved in `rows_out` and `extra.files_replayed`.
+The files of `archive/<source>/` holding data of the days FROM..TO (inclusive, in CRONLAKE_TIMEZONE) are moved
+back to `landing/<source>/` under the same name. A file's days are those of its data, not of its writing: the
+values of the source's time column (`DATA_TIME`: velib `reported_at`, UTC; retail `InvoiceDate`, local), read
+from the file, so a file landed days after its snapshots is found by their days. They are moved, not copied,
+so the archive never holds two copies of one input; a name already present in landing is left alone and
+counted as `already_landed`. The run record counts the files moved in `rows_out` and `extra.files_replayed`.
+When no archived file holds data of those days, the run fails with that message instead of reporting success.
 
     python -m cronlake.ops.run replay --source velib --from 2024-04-17 --to 2024-04-18
 """
@@ -14,12 +15,34 @@ files moved in `rows_out` and `extra.files_replayed`.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import sys
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, tzinfo
 
 from cronlake.core.jobs import Job
 from cronlake.core.lake import clean
 from cronlake.core.runner import JobError, RunContext
+
+# source → (CSV column with the data's time, its strptime format, whether it is UTC rather than local time)
+DATA_TIME = {"velib": ("reported_at", "%Y-%m-%dT%H:%M:%SZ", True),
+             "retail": ("InvoiceDate", "%m/%d/%y %H:%M", False)}
+
+
+def data_days(text: str, column: str, time_format: str, is_utc: bool, tz: tzinfo) -> set[date]:
+    """The local days of the time column's values in a CSV text (unparseable values are ignored)."""
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, [])
+    if column not in header:
+        return set()
+    index, days = header.index(column), set()
+    for cells in rows:
+        try:
+            moment = datetime.strptime(cells[index], time_format)
+        except (IndexError, ValueError):
+            continue
+        days.add((moment.replace(tzinfo=UTC).astimezone(tz) if is_utc else moment).date())
+    return days
 
 
 def day(text: str) -> date:
@@ -42,14 +65,19 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     if args.last < args.first:
         raise JobError(f"--to {args.last} is before --from {args.first}")
     source = clean(args.source)
-    tz = context.settings.tz
-    start = datetime.combine(args.first, time(), tz).timestamp()
-    end = datetime.combine(args.last + timedelta(days=1), time(), tz).timestamp()
+    if source not in DATA_TIME:
+        raise JobError(f"replay knows the data times of {', '.join(sorted(DATA_TIME))}, not {source!r}")
+    column, time_format, is_utc = DATA_TIME[source]
     lake = context.lake
     archived = lake.list(f"archive/{source}", recursive=True)
-    chosen = [f for f in archived if start <= f.modified < end]
+    chosen = [f for f in archived
+              if any(args.first <= d <= args.last for d in data_days(
+                  lake.read_text(f.path), column, time_format, is_utc, context.settings.tz))]
     context.log("replay.select", source=source, first=str(args.first), last=str(args.last),
                 archived=len(archived), selected=len(chosen))
+    if not chosen:
+        raise JobError(f"no archived file of {source} holds data ({column}) of {args.first}..{args.last}: "
+                       f"{len(archived)} archived files read")
     for file in chosen:
         target = "landing/" + file.path.removeprefix("archive/")
         if lake.exists(target):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from cronlake.core import jobs
-from cronlake.core.runner import EXIT_SETTINGS
+from cronlake.core.cli import EXIT_SETTINGS
 
 
 def usage() -> str:

@@ -35,9 +35,9 @@ import yaml
 from crontab import CronSlices, CronTab
 
 from cronlake.core import jobs
+from cronlake.core.cli import EXIT_LOCKED, one_line_errors
 from cronlake.core.files import atomic_write
 from cronlake.core.jobs import ArgumentsRejected, split_passthrough
-from cronlake.core.runner import EXIT_LOCKED
 from cronlake.core.settings import CHECKOUT, SettingError, load, mask_secret
 
 SCHEDULES_FILE = CHECKOUT / "crontab" / "schedules.yaml"
@@ -330,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@one_line_errors(ScheduleError)
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     job_argv: list[str] = []
@@ -341,33 +342,29 @@ def main(argv: list[str] | None = None) -> int:
         if not job_argv:
             parser.error("exec needs the job after `--`: exec ENTRY -- JOB [ARGS...]")
         return execute(args.entry, job_argv, args.log_max_bytes, args.log_keep)
-    try:
-        target = Target(args.cron_file.resolve() if args.cron_file else None, args.cron_user)
-        settings_file = args.settings_file.resolve()
-        target.check()
-        entries = load_entries(args.schedules)
-        current = target.read()
-        if args.action == "list":
-            show_list(entries, current, settings_file, target)
-            return 0
-        removing = args.action == "remove" or (args.action == "diff" and args.remove)
-        wanted = splice(current, {} if removing else planned(entries, settings_file, target))
-        if not removing:
-            for warning in check_settings_file(settings_file):
-                print(warning, file=sys.stderr)
-        if args.action == "diff":
-            sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), wanted.splitlines(True),
-                                                       target.describe(), f"{target.describe()} (after)"))
-            return 0
-        if wanted == current:
-            print(f"{target.describe()}: up to date, nothing written")
-            return 0
-        target.write(wanted)
-        ours = sum(1 for line in wanted.splitlines() if owned(line))
-        print(f"{target.describe()}: {'removed cronlake lines' if removing else f'{ours} cronlake lines installed'}")
-    except ScheduleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    target = Target(args.cron_file.resolve() if args.cron_file else None, args.cron_user)
+    settings_file = args.settings_file.resolve()
+    target.check()
+    entries = load_entries(args.schedules)
+    current = target.read()
+    if args.action == "list":
+        show_list(entries, current, settings_file, target)
+        return 0
+    removing = args.action == "remove" or (args.action == "diff" and args.remove)
+    wanted = splice(current, {} if removing else planned(entries, settings_file, target))
+    if not removing:
+        for warning in check_settings_file(settings_file):
+            print(warning, file=sys.stderr)
+    if args.action == "diff":
+        sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), wanted.splitlines(True),
+                                                   target.describe(), f"{target.describe()} (after)"))
+        return 0
+    if wanted == current:
+        print(f"{target.describe()}: up to date, nothing written")
+        return 0
+    target.write(wanted)
+    ours = sum(1 for line in wanted.splitlines() if owned(line))
+    print(f"{target.describe()}: {'removed cronlake lines' if removing else f'{ours} cronlake lines installed'}")
     return 0
 
 

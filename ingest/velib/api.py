@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import requests
 
 from ingest.velib.records import normalise_api_record
+from ingest.velib.zones import ZoneMap
 
 PAGE_LIMIT = 100
 PAGING_WINDOW = 10_000  # the API refuses offset + limit above this
@@ -154,13 +155,15 @@ def paged_records(session: requests.Session, base_url: str, nrows: int, retry: R
 class ApiSource:
     """The live API as a `VelibSource`."""
 
-    def __init__(self, base_url: str, retry: RetryPolicy | None = None, session: requests.Session | None = None):
+    def __init__(self, base_url: str, retry: RetryPolicy | None = None, session: requests.Session | None = None,
+                 zone_map: ZoneMap | None = None):
         self.base_url = base_url
         self.retry = retry or RetryPolicy()
         self.session = session
+        self.zone_map = zone_map
 
     def fetch(self, nrows: int | None) -> list[dict[str, Any]]:
         return get_velib_data(nrows, self.base_url, self.session, self.retry)
 
     def normalise(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        return normalise_api_record(raw)
+        return normalise_api_record(raw, self.zone_map)

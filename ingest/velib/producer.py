@@ -36,6 +36,7 @@ from cronlake.core.settings import Settings
 from ingest.velib.api import ApiSource, RetryPolicy, VelibApiError, VelibSource
 from ingest.velib.records import RecordError
 from ingest.velib.replay import open_replay
+from ingest.velib.zones import DEFAULT_GEO_DIR, ZoneMap
 
 QUARANTINE_SOURCE = "velib_api"
 
@@ -213,7 +214,8 @@ def send(settings: Settings, records: list[dict[str, Any]], kafka_timeout_s: flo
 def build_source(args: argparse.Namespace, settings: Settings) -> VelibSource:
     if args.source == "api":
         retry = RetryPolicy(attempts=args.http_attempts, backoff_s=args.http_backoff, timeout_s=args.http_timeout)
-        return ApiSource(velib.api_url(settings), retry)
+        zones = ZoneMap.from_folder(velib.geo_dir(settings) or DEFAULT_GEO_DIR)
+        return ApiSource(velib.api_url(settings), retry, zone_map=zones)
     if args.replay_file is None:
         raise JobError("--source replay needs --replay-file PATH")
     try:

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from cronlake.contracts.velib import STATION
 from cronlake.core.contracts import RecordError
+
+if TYPE_CHECKING:
+    from ingest.velib.zones import ZoneMap
 
 # The open-data history gives naive local times of Paris, whatever time zone the deployment uses.
 SOURCE_TZ = ZoneInfo("Europe/Paris")
@@ -76,12 +79,14 @@ class StationIndex:
         self.stations = dict(stations)
 
     @classmethod
-    def from_feeds(cls, gbfs_feeds: Sequence[Mapping[str, Any]], export_records: Iterable[Mapping[str, Any]] = ()
-                   ) -> StationIndex:
+    def from_feeds(cls, gbfs_feeds: Sequence[Mapping[str, Any]], export_records: Iterable[Mapping[str, Any]] = (),
+                   zone_map: ZoneMap | None = None) -> StationIndex:
         """Build from parsed GBFS `station_information` documents and v2.1 export records.
 
         An earlier GBFS feed wins over a later one for the same station id or code (give the feed closest to
-        the data first); later feeds only fill in stations the earlier ones lack.
+        the data first); later feeds only fill in stations the earlier ones lack. With a `zone_map`, every
+        station with coordinates gets its zone (arrondissement or commune) and that zone's INSEE code from them,
+        whether or not the export lists it; without one, zone and INSEE code are the export's commune.
         """
         code_by_id: dict[str, str] = {}
         stations: dict[str, StationInfo] = {}
@@ -106,16 +111,19 @@ class StationIndex:
                 optional_text(record.get("nom_arrondissement_communes")),
                 optional_text(record.get("code_insee_commune")),
             )
+        if zone_map is not None:
+            stations = {code: located(info, zone_map) for code, info in stations.items()}
         return cls(code_by_id, stations)
 
     @classmethod
-    def from_files(cls, gbfs_paths: Sequence[Path], export_paths: Sequence[Path] = ()) -> StationIndex:
+    def from_files(cls, gbfs_paths: Sequence[Path], export_paths: Sequence[Path] = (),
+                   zone_map: ZoneMap | None = None) -> StationIndex:
         """Build from GBFS `station_information.json` files and v2.1 JSON files (records page or export)."""
         feeds = [json.loads(Path(path).read_text(encoding="utf-8")) for path in gbfs_paths]
         records: list[Mapping[str, Any]] = []
         for path in export_paths:
             records.extend(api_records(json.loads(Path(path).read_text(encoding="utf-8"))))
-        return cls.from_feeds(feeds, records)
+        return cls.from_feeds(feeds, records, zone_map)
 
     def resolve(self, identifier: str) -> StationInfo:
         """The station an `Identifiant station` names: a GBFS station_id (older exports) or a station code."""
@@ -127,6 +135,14 @@ class StationIndex:
         if station is None:
             raise RecordError(f"unknown station id {identifier!r} (neither a GBFS station_id nor a station code)")
         return station
+
+
+def located(station: StationInfo, zone_map: ZoneMap) -> StationInfo:
+    """The station with the zone and INSEE code of its coordinates (unchanged if it has none)."""
+    if station.lat is None or station.lon is None:
+        return station
+    zone = zone_map.locate(station.lat, station.lon)
+    return replace(station, zone=zone.name, insee_code=zone.code)
 
 
 def api_records(document: Any) -> list[Mapping[str, Any]]:
@@ -213,18 +229,26 @@ def station_code_of(value: Any) -> str:
     return code
 
 
-def normalise_api_record(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """An Explore API v2.1 record (live `records` page or `exports/json`) → a normalised record."""
+def normalise_api_record(raw: Mapping[str, Any], zone_map: ZoneMap | None = None) -> dict[str, Any]:
+    """An Explore API v2.1 record (live `records` page or `exports/json`) → a normalised record.
+
+    With a `zone_map`, zone and INSEE code come from the coordinates (the record's commune only when it has
+    none), as for the history, so every source names the same zones.
+    """
     if not isinstance(raw, Mapping):
         raise RecordError(f"record is not a JSON object: {type(raw).__name__}")
     geo = raw.get("coordonnees_geo") or {}
-    zone = optional_text(raw.get("nom_arrondissement_communes"))
-    if zone is None:
-        raise RecordError("missing nom_arrondissement_communes (zone)")
     try:
         lat, lon = optional_float(geo.get("lat")), optional_float(geo.get("lon"))
     except (TypeError, ValueError, AttributeError):
         raise RecordError(f"coordonnees_geo is not {{lon, lat}}: {geo!r}") from None
+    zone = optional_text(raw.get("nom_arrondissement_communes"))
+    insee_code = optional_text(raw.get("code_insee_commune"))
+    if zone_map is not None and lat is not None and lon is not None:
+        located_zone = zone_map.locate(lat, lon)
+        zone, insee_code = located_zone.name, located_zone.code
+    if zone is None:
+        raise RecordError("missing nom_arrondissement_communes (zone) and no coordinates to locate it")
     record = {
         "station_code": station_code_of(raw.get("stationcode")),
         "name": str(raw.get("name") or "").strip(),
@@ -234,7 +258,7 @@ def normalise_api_record(raw: Mapping[str, Any]) -> dict[str, Any]:
         "lat": lat,
         "lon": lon,
         "zone": zone,
-        "insee_code": optional_text(raw.get("code_insee_commune")),
+        "insee_code": insee_code,
     }
     return {field: record[field] for field in STATION.names}
 
@@ -247,7 +271,8 @@ def normalise_history_row(row: Mapping[str, Any], station_index: StationIndex) -
     """
     station = station_index.resolve(str(row.get(HISTORY_ID) or ""))
     if station.zone is None:
-        raise RecordError(f"station {station.station_code} has no zone in the station index (v2.1 export)")
+        raise RecordError(f"station {station.station_code} has no zone: no coordinates to locate it and none in "
+                          "the station index")
     record = {
         "station_code": station.station_code,
         "name": str(row.get("Nom station") or "").strip(),

@@ -10,7 +10,10 @@
 History rows name stations by GBFS `station_id` (or, in newer exports, by station code); the `StationIndex`
 comes from GBFS `station_information.json` files and a v2.1 export. By default they are found next to the
 history file (`gbfs_*/station_information.json` in name order, earlier feeds winning, and the newest
-`api_v21_export_*.json`), which is the layout of the shared data folder.
+`api_v21_export_*.json`), which is the layout of the shared data folder. Zones come from the stations'
+coordinates and the boundaries of the `geo/` folder beside the history's folder (`ingest.velib.zones`), so a
+station the export lacks still gets its arrondissement or commune; only a station without coordinates is
+quarantined.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import IO, Any
 from cronlake.core.lake import LocalLake
 from ingest.velib.api import VelibSource
 from ingest.velib.records import StationIndex, api_records, normalise_api_record, normalise_history_row
+from ingest.velib.zones import DEFAULT_GEO_DIR, ZoneMap
 
 SNAPSHOT_COLUMN = "snapshot_commit_time_utc"
 
@@ -32,14 +36,15 @@ SNAPSHOT_COLUMN = "snapshot_commit_time_utc"
 class JsonReplaySource:
     """A recorded v2.1 answer: each fetch serves its records again."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, zone_map: ZoneMap | None = None):
         self.records = [dict(record) for record in api_records(json.loads(path.read_text(encoding="utf-8")))]
+        self.zone_map = zone_map
 
     def fetch(self, nrows: int | None) -> list[dict[str, Any]]:
         return [dict(record) for record in self.records[:nrows]]
 
     def normalise(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        return normalise_api_record(raw)
+        return normalise_api_record(raw, self.zone_map)
 
 
 class HistoryReplaySource:
@@ -102,16 +107,23 @@ def default_reference_files(history: Path) -> tuple[list[Path], list[Path]]:
     return gbfs, exports
 
 
-def open_replay(path: Path, state_dir: Path, gbfs: Sequence[Path] = (), exports: Sequence[Path] = ()
-                ) -> VelibSource:
+def default_geo_dir(history: Path) -> Path:
+    """The `geo/` folder beside the history's folder (the shared data layout), else the shared one."""
+    beside = history.resolve().parent.parent / "geo"
+    return beside if beside.is_dir() else DEFAULT_GEO_DIR
+
+
+def open_replay(path: Path, state_dir: Path, gbfs: Sequence[Path] = (), exports: Sequence[Path] = (),
+                geo_dir: Path | None = None) -> VelibSource:
     """The replay source for a recorded file: history CSV (with a station index) or a v2.1 JSON answer."""
     if not path.is_file():
         raise FileNotFoundError(f"no such replay file: {path}")
+    zone_map = ZoneMap.from_folder(geo_dir or default_geo_dir(path))
     if not is_history_file(path):
-        return JsonReplaySource(path)
+        return JsonReplaySource(path, zone_map)
     found_gbfs, found_exports = default_reference_files(path)
     gbfs, exports = gbfs or found_gbfs, exports or found_exports
     if not gbfs:
         raise FileNotFoundError(f"no GBFS station_information.json given or found next to {path} "
                                 "(needed to map history station ids to station codes)")
-    return HistoryReplaySource(path, state_dir, StationIndex.from_files(gbfs, exports))
+    return HistoryReplaySource(path, state_dir, StationIndex.from_files(gbfs, exports, zone_map))

@@ -4,15 +4,22 @@ its next snapshot, and publish the model, its evaluation against a naive baselin
 Examples. For each station, snapshots are ordered by reported_at; the example at snapshot t uses the three
 previous snapshots t-1, t-2, t-3 of the same station. Features: docks_free and bikes at t-1..t-3, capacity,
 the local (Europe/Paris) hour and weekday of t, and the minutes between t-1 and t (sampling is irregular:
-~30-60 min in the history, one minute live, so the model is told how far ahead it predicts). Label: docks_free
-== 0 at t. An example whose four snapshots are not each within `--max-gap-minutes` (default 120) of the next
-is dropped: across a collection outage the lags no longer describe the recent past.
+~30-60 min in the history, one minute live, so the model is told how far ahead it predicts), plus what a
+practitioner adds (`HISTORY_FEATURES`): the station's past full rate overall, by local hour, by hour of the week
+and over the last 6 and 24 hours, the trend of free docks (t-1 minus t-2, t-1 minus t-3), the fill of t-1, the
+minutes since its free docks last changed and how long it has been full at t-1. Every one of them is computed
+from snapshots before t only (the rates average earlier labels), so they serve the test and the live predictions
+alike. Label: docks_free == 0 at t. An example whose four snapshots are not each within `--max-gap-minutes`
+(default 120) of the next is dropped: across a collection outage the lags no longer describe the recent past.
 
 Model: a Spark ML Pipeline, VectorAssembler + RandomForestClassifier. Trees fit the non-linear effects
 (hour × weekday, "almost full" thresholds that depend on capacity) without scaling or one-hot encoding, and
 train in a couple of minutes on a laptop. Split by time: train on t before the cut-off (`--test-from`, default
 the last 20 % of the covered time span), test on t from the cut-off on. The baseline predicts "full at t" iff
-the station was full at t-1. Both are scored with AUC, precision, recall and F1 of the "full" class.
+the station was full at t-1. Both are scored with AUC, PR-AUC (area under the precision–recall curve, the
+honest summary at ~2 % positives), precision, recall and F1 of the "full" class; the run also stores the
+model's precision–recall curve on the test period (`pr_curve`, one point per threshold of THRESHOLDS).
+`bench/bench_velib_model.py` measures both on the whole 21-day history.
 
 Class imbalance: about 2 % of real snapshots are full. The positive rate of both sides is logged and stored
 with the run. The default keeps the natural class balance, so `probability_full` stays a probability, and
@@ -21,8 +28,9 @@ fit; the test set informs no choice). `--class-weight balanced` reweights the cl
 then no longer calibrated).
 
 Outputs: the fitted pipeline under `models/velib_full/<version>/` (version = UTC time of the run),
-`velib_model_runs` (metrics, sizes, class balance) and `velib_predictions`: per station, the probability that
-it is full at its next snapshot, from its 3 latest snapshots (next snapshot time = latest + latest interval).
+`velib_model_runs` (metrics, threshold, precision–recall curve, sizes, class balance) and `velib_predictions`:
+per station, the probability that it is full at its next snapshot, from its 3 latest snapshots (next snapshot
+time = latest + latest interval).
 
     python -m cronlake.ops.run velib_train [--test-from 2022-05-28T00:00:00Z] [--class-weight balanced]
 """
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -41,13 +50,20 @@ from cronlake.core.mongo import data_db
 from cronlake.core.runner import JobError, RunContext
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import Column, DataFrame
 
 MODEL = "velib_full"
 LAGS = (1, 2, 3)
-THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)]
-FEATURES = [*(f"docks_free_{k}" for k in LAGS), *(f"bikes_{k}" for k in LAGS), "capacity", "hour", "weekday",
-            "minutes_since_1"]
+THRESHOLDS = [round(0.02 * i, 2) for i in range(1, 50)]
+# The features a practitioner adds to the raw lags: the station's own past full rate (overall, by local hour of the
+# day and by hour of the week), the trend of free docks over the last snapshots, the fill of t-1 and how long the
+# station has shown the same count (a station full for hours stays full; one that just filled may empty).
+HISTORY_FEATURES = ["full_rate_station", "full_rate_hour", "full_rate_hour_of_week", "full_rate_6h", "full_rate_24h",
+                    "docks_trend_2", "docks_trend_3", "fill_1", "minutes_since_change", "minutes_full_1"]
+LAG_FEATURES = [*(f"docks_free_{k}" for k in LAGS), *(f"bikes_{k}" for k in LAGS), "capacity", "hour", "weekday",
+                "minutes_since_1"]
+FEATURES = [*LAG_FEATURES, *HISTORY_FEATURES]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,12 +110,19 @@ def with_next_snapshots(status: DataFrame) -> DataFrame:
 
 
 def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float) -> DataFrame:
-    """One row per snapshot t with its 3 previous snapshots as features; label = full at t (null for next rows)."""
+    """One row per snapshot t with its 3 previous snapshots and history features; label = full at t (null for next).
+
+    Every feature of t is known at t-1: the full rates average the labels of the station's earlier snapshots
+    only (no future, no label of t), so the same columns serve the time-split test and the live predictions.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     ordered = Window.partitionBy("station_code").orderBy("reported_at")
-    frame = snapshots.withColumn("at_0", F.col("reported_at").cast("long"))
+    local = F.from_utc_timestamp("reported_at", timezone)
+    frame = (snapshots.withColumn("at_0", F.col("reported_at").cast("long"))
+             .withColumn("hour", F.hour(local)).withColumn("weekday", F.dayofweek(local))
+             .withColumn("label", (F.col("docks_free") == 0).cast("double")))
     for k in LAGS:
         frame = (frame.withColumn(f"docks_free_{k}", F.lag("docks_free", k).over(ordered))
                  .withColumn(f"bikes_{k}", F.lag("bikes", k).over(ordered))
@@ -108,23 +131,48 @@ def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float) -> Dat
     for k in LAGS:
         gap = (F.col(f"at_{k - 1}") - F.col(f"at_{k}")) / 60
         gaps_ok = gaps_ok & gap.isNotNull() & (gap <= max_gap_minutes)
-    local = F.from_utc_timestamp("reported_at", timezone)
+
+    def past_rate(*keys: str) -> Column:
+        earlier = Window.partitionBy("station_code", *keys).orderBy("reported_at").rowsBetween(
+            Window.unboundedPreceding, -1)
+        return F.avg("label").over(earlier)
+
+    def recent_rate(hours: int) -> Column:
+        last_hours = Window.partitionBy("station_code").orderBy("at_0").rangeBetween(-hours * 3600, -1)
+        return F.coalesce(F.avg("label").over(last_hours), F.lit(0.0))
+
+    changed = F.col("docks_free_1").isNull() | (F.col("docks_free") != F.col("docks_free_1"))
+    last_change = F.last(F.when(changed, F.col("at_0")), ignorenulls=True).over(
+        ordered.rowsBetween(Window.unboundedPreceding, -1))
+    station_rate = past_rate()
+    hour_rate = F.coalesce(past_rate("hour"), station_rate)
     return (
-        frame.where(gaps_ok)
-        .withColumn("hour", F.hour(local))
-        .withColumn("weekday", F.dayofweek(local))
+        frame.withColumn("full_rate_station", F.coalesce(station_rate, F.lit(0.0)))
+        .withColumn("full_rate_hour", F.coalesce(hour_rate, F.lit(0.0)))
+        .withColumn("full_rate_hour_of_week", F.coalesce(past_rate("hour", "weekday"), hour_rate, F.lit(0.0)))
+        .withColumn("full_rate_6h", recent_rate(6)).withColumn("full_rate_24h", recent_rate(24))
+        .withColumn("minutes_since_change", (F.col("at_0") - last_change) / 60)
+        .where(gaps_ok)
         .withColumn("minutes_since_1", (F.col("at_0") - F.col("at_1")) / 60)
-        .withColumn("label", (F.col("docks_free") == 0).cast("double"))
+        .withColumn("docks_trend_2", F.col("docks_free_1") - F.col("docks_free_2"))
+        .withColumn("docks_trend_3", F.col("docks_free_1") - F.col("docks_free_3"))
+        .withColumn("fill_1", F.coalesce(F.col("docks_free_1") / F.when(F.col("capacity") > 0, F.col("capacity")),
+                                         F.lit(0.0)))
+        .withColumn("minutes_full_1", F.when(F.col("docks_free_1") == 0, F.col("minutes_since_change"))
+                    .otherwise(F.lit(0.0)))
         .withColumn("baseline", (F.col("docks_free_1") == 0).cast("double"))
     )
 
 
 def evaluate(scored: DataFrame, score: str, prediction: str) -> dict[str, float]:
-    """AUC of `score`, and precision, recall, F1 of the positive ("full") class for `prediction`."""
+    """AUC and PR-AUC of `score`, and precision, recall, F1 of the positive ("full") class for `prediction`."""
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
     from pyspark.sql import functions as F
 
-    auc = BinaryClassificationEvaluator(rawPredictionCol=score, labelCol="label", metricName="areaUnderROC")
+    def area(metric: str) -> float:
+        evaluator = BinaryClassificationEvaluator(rawPredictionCol=score, labelCol="label", metricName=metric)
+        return round(evaluator.evaluate(scored), 6)
+
     predicted, actual = F.col(prediction) == 1, F.col("label") == 1
     counts = scored.agg(
         F.sum((predicted & actual).cast("long")).alias("tp"),
@@ -135,25 +183,34 @@ def evaluate(scored: DataFrame, score: str, prediction: str) -> dict[str, float]
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"auc": round(auc.evaluate(scored), 6), "precision": round(precision, 6), "recall": round(recall, 6),
-            "f1": round(f1, 6)}
+    return {"auc": area("areaUnderROC"), "pr_auc": area("areaUnderPR"), "precision": round(precision, 6),
+            "recall": round(recall, 6), "f1": round(f1, 6)}
 
 
-def best_threshold(scored: DataFrame) -> float:
-    """The decision threshold on `probability_full` with the best F1 on `scored` (0.5 if it has no positive)."""
+def precision_recall(scored: DataFrame) -> list[dict[str, float]]:
+    """Precision, recall and F1 of "probability_full >= threshold" for every threshold of THRESHOLDS."""
     from pyspark.sql import functions as F
 
     actual = F.col("label") == 1
     sums = []
-    for threshold in THRESHOLDS:
+    for i, threshold in enumerate(THRESHOLDS):
         predicted = F.col("probability_full") >= threshold
-        sums += [F.sum((predicted & actual).cast("long")).alias(f"tp{threshold}"),
-                 F.sum(predicted.cast("long")).alias(f"p{threshold}")]
+        sums += [F.sum((predicted & actual).cast("long")).alias(f"tp{i}"),
+                 F.sum(predicted.cast("long")).alias(f"p{i}")]
     row = scored.agg(F.sum(actual.cast("long")).alias("positives"), *sums).first()
-    if not row["positives"]:
-        return 0.5
-    f1 = {t: 2 * (row[f"tp{t}"] or 0) / ((row[f"p{t}"] or 0) + row["positives"]) for t in THRESHOLDS}
-    return max(THRESHOLDS, key=lambda t: (f1[t], -abs(t - 0.5)))
+    positives, curve = row["positives"] or 0, []
+    for i, threshold in enumerate(THRESHOLDS):
+        tp, predicted_count = row[f"tp{i}"] or 0, row[f"p{i}"] or 0
+        curve.append({"threshold": threshold, "precision": round(tp / predicted_count, 6) if predicted_count else 1.0,
+                      "recall": round(tp / positives, 6) if positives else 0.0,
+                      "f1": round(2 * tp / (predicted_count + positives), 6) if positives else 0.0})
+    return curve
+
+
+def best_threshold(curve: list[dict[str, float]]) -> float:
+    """The threshold of `curve` with the best F1 (the one nearest 0.5 among ties; 0.5 if no F1 is positive)."""
+    best = max(curve, key=lambda point: (point["f1"], -abs(point["threshold"] - 0.5)))
+    return best["threshold"] if best["f1"] > 0 else 0.5
 
 
 def class_counts(frame: DataFrame) -> dict[str, int]:
@@ -167,18 +224,32 @@ def utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def run(context: RunContext, args: argparse.Namespace) -> None:
+@dataclass
+class Trained:
+    """A fitted model with its decision threshold and its scores on the held-out test period."""
+
+    model: PipelineModel
+    threshold: float
+    test_from: datetime
+    fit_until: datetime
+    sizes: dict[str, dict[str, int]]
+    metrics: dict[str, dict[str, float]]
+    pr_curve: dict[str, list[dict[str, float]]]
+
+    def probability(self, frame: DataFrame) -> DataFrame:
+        from pyspark.ml.functions import vector_to_array
+
+        return self.model.transform(frame).withColumn("probability_full", vector_to_array("probability")[1])
+
+
+def fit_and_score(labelled: DataFrame, args: argparse.Namespace, features: list[str] = FEATURES) -> Trained:
+    """Split `labelled` examples by time, fit on the first 80 % of the training period, choose the threshold on the
+    last 20 % (validation), then score the model and the baseline on the test period (from `args.test_from`)."""
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import RandomForestClassifier
     from pyspark.ml.feature import VectorAssembler
-    from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    spark = context.spark
-    lake = context.lake
-    rows = examples(with_next_snapshots(STATUS.read(spark, lake)), context.settings.timezone,
-                    args.max_gap_minutes).cache()
-    labelled = rows.where(~F.col("is_next"))
     span = labelled.agg(F.min("at_0").alias("first"), F.max("at_0").alias("last")).first()
     if span["first"] is None:
         raise JobError("no training examples: processed/velib_status is empty or has no 4 close snapshots")
@@ -186,8 +257,6 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     cut = int(test_from.timestamp())
     train, test = labelled.where(F.col("at_0") < cut), labelled.where(F.col("at_0") >= cut)
     sizes = {"train": class_counts(train), "test": class_counts(test)}
-    context.log("examples", test_from=test_from.isoformat(), **{
-        f"{side}_{name}": value for side, counts in sizes.items() for name, value in counts.items()})
     for side, counts in sizes.items():
         if counts["positives"] in (0, counts["rows"]):
             raise JobError(f"the {side} set has {counts['rows']} examples of which {counts['positives']} full: "
@@ -204,36 +273,53 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         weight = F.when(F.col("label") == 1, 0.5 / positive_rate).otherwise(0.5 / (1 - positive_rate))
         fit = fit.withColumn("weight", weight)
         forest = forest.setWeightCol("weight")
-    model = Pipeline(stages=[VectorAssembler(inputCols=FEATURES, outputCol="features"), forest]).fit(fit)
+    model = Pipeline(stages=[VectorAssembler(inputCols=features, outputCol="features"), forest]).fit(fit)
+    trained = Trained(model, 0.5, test_from, utc(fit_cut), sizes, {}, {})
+    trained.pr_curve["validation"] = precision_recall(trained.probability(validation))
+    trained.threshold = best_threshold(trained.pr_curve["validation"])
+    scored = trained.probability(test).withColumn(
+        "predicted_full", (F.col("probability_full") >= trained.threshold).cast("double")).cache()
+    trained.pr_curve["test"] = precision_recall(scored)
+    trained.metrics = {"model": evaluate(scored, "probability_full", "predicted_full"),
+                       "baseline": evaluate(test, "baseline", "baseline")}
+    scored.unpersist()
+    return trained
 
-    def probability(frame: DataFrame) -> DataFrame:
-        return model.transform(frame).withColumn("probability_full", vector_to_array("probability")[1])
 
-    threshold = best_threshold(probability(validation))
-    scored = probability(test).withColumn("predicted_full", (F.col("probability_full") >= threshold).cast("double"))
-    metrics = {"model": evaluate(scored, "probability_full", "predicted_full"),
-               "baseline": evaluate(test, "baseline", "baseline")}
-    context.log("evaluated", threshold=threshold, **{f"{who}_{name}": value for who, values in metrics.items()
-                                                     for name, value in values.items()})
+def run(context: RunContext, args: argparse.Namespace) -> None:
+    from pyspark.sql import functions as F
+
+    lake = context.lake
+    rows = examples(with_next_snapshots(STATUS.read(context.spark, lake)), context.settings.timezone,
+                    args.max_gap_minutes).cache()
+    labelled = rows.where(~F.col("is_next"))
+    trained = fit_and_score(labelled, args)
+    sizes, metrics = trained.sizes, trained.metrics
+    context.log("examples", test_from=trained.test_from.isoformat(), **{
+        f"{side}_{name}": value for side, counts in sizes.items() for name, value in counts.items()})
+    context.log("evaluated", threshold=trained.threshold, **{
+        f"{who}_{name}": value for who, values in metrics.items() for name, value in values.items()})
 
     trained_at = datetime.now(UTC)
     version = trained_at.strftime("%Y%m%dT%H%M%SZ")
     path = f"models/{MODEL}/{version}"
-    model.write().overwrite().save(lake.uri(path))
+    trained.model.write().overwrite().save(lake.uri(path))
     context.log("model.saved", path=path)
-    train_until = train.agg(F.max("at_0").alias("last")).first()["last"]
+    train_until = labelled.where(F.col("at_0") < int(trained.test_from.timestamp())).agg(
+        F.max("at_0").alias("last")).first()["last"]
 
     database = data_db(context.settings)
     sink.upsert(database, MODEL_RUNS, [{
-        "version": version, "trained_at": trained_at, "train_until": utc(train_until), "test_from": test_from,
-        "rows_train": sizes["train"]["rows"], "rows_test": sizes["test"]["rows"], "metrics": metrics, "path": path,
+        "version": version, "trained_at": trained_at, "train_until": utc(train_until),
+        "test_from": trained.test_from, "rows_train": sizes["train"]["rows"], "rows_test": sizes["test"]["rows"],
+        "metrics": metrics, "pr_curve": trained.pr_curve["test"], "path": path,
         "positives_train": sizes["train"]["positives"], "positives_test": sizes["test"]["positives"],
         "positive_rate_test": round(sizes["test"]["positives"] / sizes["test"]["rows"], 6),
         "classifier": "RandomForestClassifier", "features": FEATURES, "class_weight": args.class_weight,
-        "threshold": threshold, "fit_until": utc(fit_cut),
+        "threshold": trained.threshold, "fit_until": trained.fit_until,
         "params": {"trees": args.trees, "max_depth": args.max_depth, "max_gap_minutes": args.max_gap_minutes},
     }], replace=True)
-    upsert_predictions(context, probability(rows.where(F.col("is_next"))), threshold, version)
+    upsert_predictions(context, trained.probability(rows.where(F.col("is_next"))), trained.threshold, version)
     context.count("rows_in", sizes["train"]["rows"] + sizes["test"]["rows"])
     rows.unpersist()
 

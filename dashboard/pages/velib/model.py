@@ -1,4 +1,5 @@
-"""Model: metrics of the latest training run against the naive baseline, and the stations predicted full next."""
+"""Model: metrics of the latest training run against the naive baseline (table, bars and the precision–recall curve
+of the test period with the baseline's point and the chosen threshold), and the stations predicted full next."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dashboard import store, ui
 
 PATH = "/model"
 NAME = "Model"
-METRICS = ("auc", "precision", "recall", "f1")
+METRICS = ("auc", "pr_auc", "precision", "recall", "f1")
 PREDICTION_COLUMNS = [
     ("station_code", "Code"), ("name", "Name"), ("zone", "Zone"), ("probability_pct", "P(full) %"),
     ("predicted", "Predicted full"), ("at", "For"), ("model_version", "Model version"),
@@ -42,6 +43,26 @@ def metrics_chart(rows: list[dict[str, Any]]) -> go.Figure:
     return fig
 
 
+def pr_chart(curve: list[dict[str, Any]], metrics: dict[str, Any], threshold: float | None) -> go.Figure:
+    """The model's precision–recall curve over its thresholds, its operating point and the baseline's point."""
+    model, baseline = metrics.get("model") or {}, metrics.get("baseline") or {}
+    fig = go.Figure([
+        go.Scatter(name="model (thresholds)", x=[p["recall"] for p in curve], y=[p["precision"] for p in curve],
+                   mode="lines+markers", marker={"size": 4, "color": "#2c78c8"},
+                   customdata=[p["threshold"] for p in curve],
+                   hovertemplate="threshold %{customdata:.2f}<br>recall %{x:.3f}<br>precision %{y:.3f}<extra></extra>"),
+        go.Scatter(name=f"model at threshold {threshold if threshold is not None else '—'}",
+                   x=[model.get("recall")], y=[model.get("precision")], mode="markers",
+                   marker={"size": 12, "color": "#2c78c8", "symbol": "star"}),
+        go.Scatter(name="baseline: full at t-1", x=[baseline.get("recall")], y=[baseline.get("precision")],
+                   mode="markers", marker={"size": 12, "color": "#a0a7b0", "symbol": "diamond"}),
+    ])
+    fig.update_layout(height=320, margin={"l": 50, "r": 10, "t": 10, "b": 40},
+                      xaxis={"title": "recall", "range": [0, 1]}, yaxis={"title": "precision", "range": [0, 1]},
+                      legend={"x": 0.55, "y": 0.98})
+    return fig
+
+
 @ui.guarded
 def run_section() -> html.Section:
     s = store.current()
@@ -58,6 +79,9 @@ def run_section() -> html.Section:
                  className="stats"),
         html.Div([ui.table("model-metrics", rows, METRIC_COLUMNS),
                   dcc.Graph(figure=metrics_chart(rows), config={"displaylogo": False})], className="columns"),
+        html.H3("Precision–recall on the test period"),
+        dcc.Graph(id="model-pr-curve", figure=pr_chart(run.get("pr_curve") or [], run.get("metrics") or {},
+                                                        run.get("threshold")), config={"displaylogo": False}),
     )
 
 

@@ -1,0 +1,103 @@
+"""Benchmark the "will it be full" model against the "full at t-1" baseline on the whole 21-day history.
+
+Reads the shared open-data history, normalises it with the replay reader (stations the index cannot place are
+skipped, as velib_daily quarantines them), keeps one copy per (station_code, reported_at) with velib_daily's
+rule, builds the examples of `velib_train` and runs its time split (train 80 % / test 20 %, threshold chosen on
+the last 20 % of the training period). It fits twice — the raw lags only (the model before its history
+features) and all features — and prints one table: AUC, PR-AUC, precision, recall and F1 of each against the
+baseline on the same test rows, with the margins.
+
+    python bench/bench_velib_model.py [--history PATH] [--trees 40] [--max-depth 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cronlake.contracts.velib import STATION  # noqa: E402
+from cronlake.core import settings as settings_module  # noqa: E402
+from cronlake.core.spark import get_session  # noqa: E402
+from ingest.velib.records import RecordError, StationIndex, normalise_history_row  # noqa: E402
+from ingest.velib.replay import default_reference_files, open_text  # noqa: E402
+from process.velib import model as velib_model  # noqa: E402
+from process.velib.daily import CSV_SCHEMA, KEY, PREFERENCE  # noqa: E402
+
+HISTORY = REPO.parent / "shared" / "data" / "velib" / "history_2022-05-12_to_2022-06-01.csv.gz"
+METRICS = ("auc", "pr_auc", "precision", "recall", "f1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--history", type=Path, default=HISTORY, help="the open-data CSV history (gzip)")
+    parser.add_argument("--trees", type=int, default=40, help="number of trees (velib_train's default)")
+    parser.add_argument("--max-depth", type=int, default=8, help="maximum tree depth (velib_train's default)")
+    return parser
+
+
+def normalise_history(history: Path, target: Path) -> tuple[int, int]:
+    """Write the history as normalised record CSV; return (rows written, rows skipped)."""
+    gbfs, exports = default_reference_files(history)
+    index = StationIndex.from_files(gbfs, exports)
+    written = skipped = 0
+    with open_text(history) as source, open(target, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        for row in csv.DictReader(source):
+            try:
+                record = normalise_history_row(row, index)
+            except RecordError:
+                skipped += 1
+                continue
+            writer.writerow(["" if record[f] is None else record[f] for f in STATION.names])
+            written += 1
+    return written, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    train_args = argparse.Namespace(test_from=None, class_weight="none", trees=args.trees, max_depth=args.max_depth)
+    spark = get_session(settings_module.load(), "bench_velib_model")
+    from pyspark.sql import functions as F
+
+    with tempfile.TemporaryDirectory() as folder:
+        records = Path(folder) / "records.csv"
+        started = time.monotonic()
+        written, skipped = normalise_history(args.history, records)
+        raw = spark.read.schema(CSV_SCHEMA).csv(str(records))
+        status = (raw.withColumn("reported_at", F.to_timestamp("reported_at"))
+                  .groupBy(*KEY).agg(F.max(F.struct(*[c for c in PREFERENCE if c != "day"])).alias("copy"))
+                  .select(*KEY, "copy.*"))
+        labelled = velib_model.examples(status, "Europe/Paris", 120.0).where(F.col("docks_free").isNotNull()).cache()
+        print(f"history: {written} records ({skipped} skipped), {labelled.count()} examples, "
+              f"prepared in {time.monotonic() - started:.0f} s", flush=True)
+        results = {}
+        for name, features in (("raw lags", velib_model.LAG_FEATURES), ("all features", velib_model.FEATURES)):
+            started = time.monotonic()
+            trained = velib_model.fit_and_score(labelled, train_args, features)
+            results[name] = (trained, time.monotonic() - started)
+    trained = results["all features"][0]
+    sizes = trained.sizes
+    print(f"\ntest from {trained.test_from.isoformat()}: {sizes['test']['rows']} examples, "
+          f"{sizes['test']['positives']} full ({sizes['test']['positives'] / sizes['test']['rows']:.2%}); "
+          f"train {sizes['train']['rows']}")
+    print(f"\n{'scorer':<22}{'threshold':>10}{'fit s':>8}" + "".join(f"{m:>11}" for m in METRICS))
+    baseline = trained.metrics["baseline"]
+    print(f"{'baseline full at t-1':<22}{'-':>10}{'-':>8}" + "".join(f"{baseline[m]:>11.3f}" for m in METRICS))
+    for name, (result, seconds) in results.items():
+        scores = result.metrics["model"]
+        print(f"{'model, ' + name:<22}{result.threshold:>10.2f}{seconds:>8.0f}"
+              + "".join(f"{scores[m]:>11.3f}" for m in METRICS))
+        print(f"{'  margin':<22}{'':>10}{'':>8}" + "".join(f"{scores[m] - baseline[m]:>+11.3f}" for m in METRICS))
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
