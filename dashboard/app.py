@@ -19,9 +19,10 @@ import dash
 from dash import Dash, dcc, html
 
 from dashboard.pages import health
+from dashboard.pages.churn import risk
 from dashboard.pages.velib import extremes, live, model, station, zones
 
-PAGES = (live, station, zones, extremes, model, health)
+PAGES = (live, station, zones, extremes, model, risk, health)
 
 
 def create_app() -> Dash:

@@ -1,7 +1,8 @@
 """End-to-end tests of the dashboard in headless Chromium, served by gunicorn on a free 127.0.0.1 port.
 
-MongoDB is seeded from a real Velib slice (tests/dashboard_seed.py); every expected number is recomputed here
-from the database documents with plain Python, then read back from the page the way a user sees it.
+MongoDB is seeded from a real Velib slice (tests/dashboard_seed.py), and for the churn page by the real churn jobs
+on a slice of 150 customers (land, train and promote a small forest, replay, stream); every expected number is
+recomputed here from the database documents with plain Python, then read back from the page the way a user sees it.
 Screenshots of every page go to artifacts/screenshots/ (git-ignored; the README's images are copies of two).
 """
 
@@ -31,6 +32,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+from test_churn import land_and_train, replay, run_stream
 
 from cronlake.contracts import velib
 from cronlake.core import mongo, sink
@@ -354,6 +356,7 @@ def test_empty_database_says_what_to_run(cronlake_env: dict[str, str], browser: 
         "/zones": {"velib_daily", "velib_stream"},
         "/extremes": {"velib_daily"},
         "/model": {"velib_train"},
+        "/churn": {"churn_stream", "churn_train"},
         "/health": {"velib_daily", "lake_census", "velib_land", "velib_stream"},
     }
     with served(cronlake_env, tmp_path / "gunicorn.log") as url:
@@ -459,3 +462,54 @@ def test_the_dashboard_issues_no_write_command(seeded: dict[str, Any], monkeypat
     assert calls >= len(PAGES) * 2
     assert {"find", "distinct"} <= set(commands.names)  # the pages did read through the listened client
     assert not set(commands.names) & WRITE_COMMANDS, sorted(set(commands.names))
+
+
+# --- churn -----------------------------------------------------------------------------------------------------
+
+
+CHURN_SLICE = 150
+
+
+@pytest.fixture
+def churn_page(cronlake_env: dict[str, str], spark: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+               ) -> Iterator[dict[str, Any]]:
+    env = {**cronlake_env, "CRONLAKE_CHURN_TOPIC": f"churn.{cronlake_env['CRONLAKE_MONGO_DB']}"}
+    monkeypatch.setenv("CRONLAKE_CHURN_TOPIC", env["CRONLAKE_CHURN_TOPIC"])
+    version = land_and_train("--promote")
+    replay("--limit", str(CHURN_SLICE))
+    assert run_stream() == 0
+    with served(env, tmp_path / "gunicorn.log") as url:
+        yield {"url": url, "data": data_db(load()), "version": version}
+
+
+def test_churn_page_shows_scores_top_risks_groups_and_the_model(churn_page: dict[str, Any],
+                                                                browser: webdriver.Chrome) -> None:
+    data = churn_page["data"]
+    docs = list(data.churn_predictions.find())
+    assert len(docs) == CHURN_SLICE
+    open_page(browser, churn_page["url"] + "/churn", "#churn-top tbody td")
+    assert text_of(browser, "churn-scored") == str(CHURN_SLICE)
+    assert text_of(browser, "churn-predicted") == str(sum(1 for d in docs if d["predicted_churn"]))
+    assert text_of(browser, "churn-versions") == churn_page["version"]
+    assert text_of(browser, "churn-model-version") == churn_page["version"]
+
+    top = table(browser, "churn-top")
+    expected = sorted(docs, key=lambda d: -d["churn_probability"])[:len(top)]
+    assert [r["customer_id"] for r in top][:5] == [d["customer_id"] for d in expected][:5]
+    assert as_number(top[0]["risk_pct"]) == round(100 * expected[0]["churn_probability"], 1)
+    assert top[0]["drivers_text"].startswith(expected[0]["drivers"][0]["feature"])
+
+    by_contract = {r["group"]: r for r in table(browser, "churn-by-contract")}
+    for contract in {d["contract"] for d in docs}:
+        members = [d for d in docs if d["contract"] == contract]
+        assert int(by_contract[contract]["customers"]) == len(members)
+        average = 100 * sum(d["churn_probability"] for d in members) / len(members)
+        assert as_number(by_contract[contract]["avg_risk_pct"]) == round(average, 1)
+
+    run = data.churn_model_runs.find_one({"_id": churn_page["version"]})
+    metrics = {r["metric"]: r for r in table(browser, "churn-metrics")}
+    assert as_number(metrics["auc"]["model"]) == round(run["metrics"]["model"]["auc"], 3)
+    assert as_number(metrics["auc"]["baseline"]) == round(run["metrics"]["baseline"]["auc"], 3)
+    assert "Traceback" not in browser.page_source
+    assert browser.find_elements(By.CSS_SELECTOR, "#churn-histogram .main-svg")
+    screenshot(browser, "churn")

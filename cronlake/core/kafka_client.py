@@ -1,5 +1,5 @@
 """Kafka reads shared by the landing consumer and the Spark streaming source: group-less consumers and true end
-offsets (the embedded broker under-reports them)."""
+offsets (the embedded broker under-reports them), and topic creation for producers."""
 
 from __future__ import annotations
 
@@ -28,3 +28,21 @@ def end_offsets(consumer: Any, partitions: list[Any]) -> dict[Any, int]:
     fetched = consumer.poll(timeout_ms=200, max_records=100000)
     return {tp: max(reported[tp], consumer.position(tp), consumer.highwater(tp) or 0) if tp in fetched
             else reported[tp] for tp in partitions}
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int, replication_factor: int, timeout_ms: int) -> bool:
+    """Create `topic` if it is missing; return whether this call created it."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="cronlake-admin",
+                             request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+    try:
+        if topic in admin.list_topics():
+            return False
+        admin.create_topics([NewTopic(topic, partitions, replication_factor)])
+        return True
+    except TopicAlreadyExistsError:
+        return False
+    finally:
+        admin.close()

@@ -222,6 +222,9 @@ class LocalLake(Lake):
     def _replace(self, src: str, dst: str) -> None:
         target = self._local(dst)
         target.parent.mkdir(parents=True, exist_ok=True)
+        # A file last written through Spark (Hadoop's local FileSystem) has a `.<name>.crc` checksum beside it;
+        # left in place, it would fail the next Spark-side read of the new content.
+        target.with_name(f".{target.name}.crc").unlink(missing_ok=True)
         os.replace(self._local(src), target)
         directory = os.open(target.parent, os.O_RDONLY)
         try:
