@@ -494,7 +494,7 @@ def test_churn_page_shows_scores_top_risks_groups_and_the_model(churn_page: dict
     assert text_of(browser, "churn-model-version") == churn_page["version"]
 
     top = table(browser, "churn-top")
-    expected = sorted(docs, key=lambda d: -d["churn_probability"])[:len(top)]
+    expected = sorted(docs, key=lambda d: (-d["churn_probability"], d["customer_id"]))[:len(top)]
     assert [r["customer_id"] for r in top][:5] == [d["customer_id"] for d in expected][:5]
     assert as_number(top[0]["risk_pct"]) == round(100 * expected[0]["churn_probability"], 1)
     assert top[0]["drivers_text"].startswith(expected[0]["drivers"][0]["feature"])

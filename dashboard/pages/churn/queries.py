@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING
 
 from cronlake.contracts.churn import MODEL_RUNS, PREDICTIONS
 from dashboard.store import NoData, Store, projection
@@ -29,8 +29,9 @@ def scored(store: Store) -> list[dict[str, Any]]:
 
 
 def top_at_risk(store: Store, limit: int = 20) -> list[dict[str, Any]]:
+    """The riskiest customers first; equal probabilities (a forest gives many) by customer id, so the list is stable."""
     cursor = store.data[PREDICTIONS.name].find({}, projection(TOP_FIELDS))
-    return list(cursor.sort("churn_probability", DESCENDING).limit(limit))
+    return list(cursor.sort([("churn_probability", DESCENDING), ("customer_id", ASCENDING)]).limit(limit))
 
 
 def promoted_run(store: Store) -> dict[str, Any]:
