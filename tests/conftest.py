@@ -92,6 +92,7 @@ def spark() -> Iterator[object]:
     session = (
         SparkSession.builder.master("local[2]").appName("cronlake-tests")
         .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )

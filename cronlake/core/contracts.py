@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
     from cronlake.core.lake import Lake
+    from cronlake.core.quality import Rule
 
 SPARK_TYPES = {"string": "STRING", "int": "INT", "long": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN",
                "timestamp": "TIMESTAMP", "date": "DATE"}
@@ -147,12 +149,23 @@ class RecordType:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A processed dataset: `processed/<name>/`, Parquet, its stored columns and partition columns."""
+    """A processed dataset: `processed/<name>/`, Parquet, its stored columns and partition columns.
+
+    A `versioned` dataset is a Delta Lake table (`cronlake.core.versioned`): every publication is a new version,
+    readable later by number or by time, described in the catalog with its `owner`, `description`, `tags`, the
+    `key` that identifies a row, and checked by its `quality` rules (`cronlake.core.quality`) before it is
+    published."""
 
     name: str
     columns: tuple[Field, ...]
     produced_by: str
     partition_by: tuple[str, ...] = ()
+    versioned: bool = False
+    key: tuple[str, ...] = ()
+    owner: str = ""
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    quality: tuple[Rule, ...] = ()
 
     @property
     def path(self) -> str:
@@ -165,24 +178,42 @@ class Dataset:
     def spark_schema(self) -> str:
         return ", ".join(f"{c.name} {c.spark_type}" for c in self.columns)
 
-    def read(self, spark: SparkSession, lake: Lake, where: Mapping[str, Sequence[str]] | None = None) -> DataFrame:
+    def read(self, spark: SparkSession, lake: Lake, where: Mapping[str, Sequence[str]] | None = None,
+             version: int | None = None, as_of: datetime | None = None) -> DataFrame:
         """The dataset by its stored schema (an empty frame before its first write), filtered on partition
         values, e.g. `where={"day": ["2024-04-17"]}`. A filter on the first partition column lists and reads only
-        those partitions' folders, so the cost of a read does not grow with the rest of the dataset."""
+        those partitions' folders, so the cost of a read does not grow with the rest of the dataset. A versioned
+        dataset reads its current version, or `version` / the version current at `as_of`."""
         from pyspark.sql import functions as F
 
         where = dict(where or {})
-        first = self.partition_by[0] if self.partition_by else None
-        folders = ([f"{self.path}/{first}={value}" for value in where[first]] if first in where else [self.path])
-        folders = [folder for folder in folders
-                   if any(f.path.endswith(".parquet") for f in lake.list(folder, recursive=True))]
-        if not folders:
+        if self.versioned:
+            from cronlake.core import versioned
+
+            table = versioned.open_table(lake, self, version, as_of)
+            files = versioned.file_uris(table, where) if table is not None else []
+        else:
+            if version is not None or as_of is not None:
+                raise ValueError(f"{self.name} is not versioned: it has no version to read")
+            first = self.partition_by[0] if self.partition_by else None
+            folders = ([f"{self.path}/{first}={value}" for value in where[first]] if first in where else [self.path])
+            files = [lake.uri(folder) for folder in folders
+                     if any(f.path.endswith(".parquet") for f in lake.list(folder, recursive=True))]
+        if not files:
             return spark.createDataFrame([], self.spark_schema())
-        frame = (spark.read.schema(self.spark_schema()).option("basePath", lake.uri(self.path))
-                 .parquet(*(lake.uri(folder) for folder in folders)))
+        frame = (spark.read.schema(self.spark_schema()).option("basePath", lake.uri(self.path)).parquet(*files))
         for column, values in where.items():
             frame = frame.where(F.col(column).isin(list(values)))
         return frame
+
+    def read_arrow(self, lake: Lake, version: int | None = None, as_of: datetime | None = None,
+                   where: Mapping[str, Sequence[str]] | None = None) -> pa.Table:
+        """A versioned dataset as an Arrow table through delta-rs, without Spark."""
+        from cronlake.core import versioned
+
+        if not self.versioned:
+            raise ValueError(f"{self.name} is not versioned: read it with Spark")
+        return versioned.read_arrow(lake, self, version, as_of, where)
 
 
 @dataclass(frozen=True)

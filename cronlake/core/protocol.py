@@ -5,14 +5,19 @@ A run's life is written to a manifest, `checkpoints/<job>/runs/<run_id>.json`, r
 1. **claim**: the visible files of `landing/<source>/` are listed in a manifest in state `claimed`.
 2. **process**: the job reads them and writes its outputs. Files go through `Claim.publish_parquet`: Spark
    writes to `processed/<dataset>/_staging/<run_id>/`, then each part file is renamed into the dataset with
-   the run id in its name. MongoDB writes must be keyed upserts, so that redoing them changes nothing.
-3. **commit**: the manifest moves to state `committed` and fixes where every input goes: `archive/<source>/`
-   or `quarantine/<source>/` with its reason.
-4. **archive**: inputs are moved as the manifest says; then the manifest moves to state `archived`.
+   the run id in its name. A versioned dataset goes through `Claim.publish_version`: its quality rules are
+   measured first (a failed `fail` rule stops the run), then its files are written the same way, not yet in the
+   table's log. MongoDB writes must be keyed upserts, so that redoing them changes nothing.
+3. **commit**: the manifest moves to state `committed`, with the versions to publish, and fixes where every
+   input goes: `archive/<source>/` or `quarantine/<source>/` with its reason.
+4. **publish and archive**: each pending version is committed to its Delta table (tagged with the run id, so
+   never twice) and recorded in the catalog; the inputs are moved as the manifest says; then the manifest moves
+   to state `archived`. OpenLineage events mark the run's start, completion or failure.
 
-Recovery runs before every claim. A `committed` manifest is finished (its remaining moves done). A `claimed`
-one is rolled back: its staging folders and run-tagged part files are deleted, and its inputs, never moved
-before commit, are claimed again. So a crash at any point loses nothing and duplicates nothing.
+Recovery runs before every claim. A `committed` manifest is finished (its versions and remaining moves done). A
+`claimed` one is rolled back: its staging folders and run-tagged part files are deleted, and its inputs, never
+moved before commit, are claimed again. A run that fails is rolled back at once. So a crash at any point loses
+nothing and duplicates nothing, and the catalog holds one version document per committed version.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cronlake.core import catalog, lineage, quality, versioned
+from cronlake.core.contracts import Dataset
 from cronlake.core.lake import Lake, clean
 from cronlake.core.runner import RunContext, utcnow
 
@@ -62,6 +69,8 @@ class Claim:
     inputs: list[str]
     quarantined: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    published: dict[str, tuple[Dataset, DataFrame]] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -91,6 +100,60 @@ class Claim:
             writer = writer.partitionBy(*partition_by)
         return self.publish(dataset, writer.parquet)
 
+    def publish_version(self, frame: DataFrame, dataset: Dataset, upstream: Iterable[Dataset] = ()) -> int:
+        """Check `frame` against the dataset's quality rules, write it, and make it the dataset's next version at
+        commit; returns the rows published (none, and no version, for an empty frame). `upstream` names the
+        datasets it was derived from, recorded with their current versions; a `references` rule looks into its
+        dataset's current version plus what this run publishes to it (publish the referenced dataset first)."""
+        from pyspark.sql import functions as F
+
+        if not dataset.versioned:
+            raise ValueError(f"{dataset.name} is not versioned: declare versioned=True or use publish_parquet")
+        upstream = tuple(upstream)
+        frame = frame.select(*dataset.column_names).persist()
+        rows = frame.count()
+        if rows == 0:
+            self.context.log("output.empty", dataset=dataset.name)
+            frame.unpersist()
+            return 0
+        known = {d.name: d for d in upstream} | {name: d for name, (d, _) in self.published.items()}
+
+        def resolve(name: str) -> DataFrame:
+            if name not in known:
+                raise ValueError(f"{dataset.name}: a references rule looks into {name}, which is neither upstream "
+                                 "nor published earlier in this run")
+            current = known[name].read(self.context.spark, self.lake)
+            mine = self.published.get(name)
+            return current if mine is None else current.unionByName(mine[1])
+
+        results = quality.evaluate(frame, dataset.quality, resolve, now=utcnow())
+        self.context.log("quality", dataset=dataset.name, rows=rows,
+                         failed=[r["rule"] for r in results if not r["passed"]])
+        quality.raise_on_failure(dataset.name, results)
+        before = len(self.outputs)
+        writer = frame.write.mode("overwrite")
+        if dataset.partition_by:
+            writer = writer.partitionBy(*dataset.partition_by)
+        self.publish(dataset.name, writer.parquet)
+        written = self.outputs[before:]
+        counts = {}
+        if written:
+            per_file = (self.context.spark.read.parquet(*self.uris(written))
+                        .groupBy(F.input_file_name().alias("file")).count().collect())
+            counts = {r["file"].rsplit("/", 1)[-1]: int(r["count"]) for r in per_file}
+        sizes = {f.path: f.size for f in self.lake.list(dataset.path, recursive=True)}
+        self.versions.append({
+            "dataset": dataset.name, "declaration": declaration(dataset), "rows": rows, "quality": results,
+            "schema_json": versioned.arrow_schema_json(arrow_schema_of(frame)),
+            "schema": [{"name": f.name, "type": f.dataType.simpleString()} for f in frame.schema.fields],
+            "files": [{"path": posixpath.relpath(path, dataset.path), "bytes": sizes[path],
+                       "rows": counts.get(posixpath.basename(path), 0)} for path in written],
+            "upstream": [{"dataset": d.name, "version": versioned.current_version(self.lake, d) if d.versioned
+                          else None} for d in upstream],
+        })
+        self.published[dataset.name] = (dataset, frame)
+        return rows
+
     def publish(self, dataset: str, write: Callable[[str], None]) -> int:
         """Publish into `processed/<dataset>/` the Parquet files `write(staging_uri)` writes (any engine, Hive
         partition folders kept): each part file is renamed into the dataset with the run id in its name."""
@@ -110,6 +173,13 @@ class Claim:
         self.lake.delete(staging, recursive=True)
         self.context.log("output.end", dataset=dataset, files=len(parts))
         return len(parts)
+
+
+def arrow_schema_of(frame: DataFrame) -> Any:
+    """The frame's schema in Arrow, timestamps in microseconds and UTC, as they are written."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(frame.schema, timezone="UTC")
 
 
 def manifest_path(job: str, run_id: str) -> str:
@@ -137,8 +207,52 @@ def destination(lake: Lake, zone: str, source: str, path: str, run_id: str) -> s
     return f"{zone}/{source}/{run_id}.{name}" if lake.exists(target) else target
 
 
+def publish_versions(context: RunContext, lake: Lake, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Commit the versions a committed manifest holds and record them in the catalog (both idempotent)."""
+    if not manifest.get("versions"):
+        return []
+    moved_to = {move["from"]: move["to"] for move in manifest["moves"] if not move.get("reason")}
+    inputs = [{"path": path, "archived_as": moved_to[path], **file_facts(lake, path, moved_to[path])}
+              for path in manifest["inputs"] if path in moved_to]
+    published = []
+    for pending in manifest.get("versions", []):
+        dataset = declared(pending["declaration"])
+        number = versioned.commit(lake, dataset, manifest["run_id"], manifest["job"], pending["files"],
+                                  pending["schema_json"])
+        total = versioned.row_count(versioned.open_table(lake, dataset, version=number))
+        catalog.record_version(
+            context.settings, dataset, run_id=manifest["run_id"], job=manifest["job"], rows=pending["rows"],
+            location=versioned.table_uri(lake, dataset), format="delta", schema=pending["schema"], inputs=inputs,
+            upstream=pending["upstream"], quality=pending["quality"], version=number, total_rows=total)
+        context.log("version.published", dataset=dataset.name, version=number, rows=pending["rows"])
+        published.append({"name": dataset.path, "version": number})
+    return published
+
+
+def file_facts(lake: Lake, landing: str, archived: str) -> dict[str, Any]:
+    """Size and SHA-256 of an input, wherever it is now (before or after its move)."""
+    import hashlib
+
+    data = lake.read_bytes(landing if lake.exists(landing) else archived)
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def declaration(dataset: Dataset) -> dict[str, Any]:
+    """What the commit and the catalog need of a dataset's declaration, as the manifest keeps it."""
+    return {"name": dataset.name, "produced_by": dataset.produced_by, "partition_by": list(dataset.partition_by),
+            "key": list(dataset.key), "owner": dataset.owner, "description": dataset.description,
+            "tags": list(dataset.tags)}
+
+
+def declared(facts: dict[str, Any]) -> Dataset:
+    return Dataset(facts["name"], (), facts["produced_by"], tuple(facts["partition_by"]), versioned=True,
+                   key=tuple(facts["key"]), owner=facts["owner"], description=facts["description"],
+                   tags=tuple(facts["tags"]))
+
+
 def finish_moves(context: RunContext, lake: Lake, manifest: dict[str, Any]) -> None:
-    """Do the moves a committed manifest decided; moves already done are skipped."""
+    """Publish the versions and do the moves a committed manifest decided; what is already done is skipped."""
+    published = publish_versions(context, lake, manifest)
     for move in manifest["moves"]:
         if move.get("reason") and not lake.exists(move["to"] + ".reason.json"):
             lake.put_text(move["to"] + ".reason.json", json.dumps(
@@ -153,6 +267,8 @@ def finish_moves(context: RunContext, lake: Lake, manifest: dict[str, Any]) -> N
                         file=move["from"], to=move["to"], of_run=manifest["run_id"])
     manifest["state"] = ARCHIVED
     write_manifest(lake, manifest["job"], manifest)
+    lineage.emit(context, "COMPLETE", inputs=[{"name": move["to"]} for move in manifest["moves"]
+                                              if not move.get("reason")], outputs=published)
 
 
 def roll_back(context: RunContext, lake: Lake, manifest: dict[str, Any]) -> None:
@@ -201,13 +317,23 @@ def run_batch(
     }
     write_manifest(lake, context.job, manifest)
     context.log("claim", source=source, files=len(landed))
+    lineage.emit(context, "START", inputs=[{"name": path} for path in landed])
 
-    process(claim)
+    try:
+        process(claim)
+    except BaseException:
+        lineage.emit(context, "FAIL", inputs=[{"name": path} for path in landed])
+        roll_back(context, lake, manifest)
+        raise
+    finally:
+        for _, frame in claim.published.values():
+            frame.unpersist()
 
     manifest.update(
         state=COMMITTED,
         committed_at=utcnow().isoformat(),
         outputs=claim.outputs,
+        versions=claim.versions,
         counters=dict(context.counters),
         moves=[
             {"from": path, "to": destination(lake, "quarantine", source, path, context.run_id),

@@ -86,6 +86,11 @@ class RunContext:
         self.counters[name] += amount
 
     @property
+    def run_uuid(self) -> str:
+        """The run id as a UUID (derived, stable), for systems that need one, such as OpenLineage."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cronlake:{self.run_id}"))
+
+    @property
     def spark(self) -> SparkSession:
         if "spark" not in self.needs:
             raise JobError(f"{self.job} does not declare the need 'spark' in its Job")

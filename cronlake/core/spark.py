@@ -58,6 +58,7 @@ def get_session(settings: Settings, app_name: str, shuffle_partitions: int = 8) 
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # what every Delta reader takes
         .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
     )
     if settings.lake_replication:
