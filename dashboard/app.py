@@ -18,25 +18,25 @@ from pathlib import Path
 import dash
 from dash import Dash, dcc, html
 
-from dashboard.pages import health
+from dashboard.pages import catalog, health
 from dashboard.pages.churn import risk
 from dashboard.pages.velib import extremes, live, model, station, zones
 
-PAGES = (live, station, zones, extremes, model, risk, health)
+PAGES = (live, station, zones, extremes, model, risk, catalog, health)
 
 
 def create_app() -> Dash:
     """Build the app (it only reads MongoDB: the indexes its queries use are created by the jobs that write)."""
     app = Dash(
         __name__, use_pages=True, pages_folder="", assets_folder=str(Path(__file__).parent / "assets"),
-        title="cronlake · Velib", suppress_callback_exceptions=True, serve_locally=True,
+        title="cronlake", suppress_callback_exceptions=True, serve_locally=True,
     )
     for page in PAGES:
         dash.register_page(page.__name__, path=page.PATH, name=page.NAME, title=f"{page.NAME} · cronlake",
                            layout=page.layout)
     app.layout = html.Div([
         html.Header([
-            html.H1("cronlake · Velib"),
+            html.H1("cronlake"),
             html.Nav([dcc.Link(page.NAME, href=page.PATH, id=f"nav-{page.__name__.rsplit('.', 1)[-1]}")
                       for page in PAGES]),
         ], className="topbar"),

@@ -513,3 +513,53 @@ def test_churn_page_shows_scores_top_risks_groups_and_the_model(churn_page: dict
     assert "Traceback" not in browser.page_source
     assert browser.find_elements(By.CSS_SELECTOR, "#churn-histogram .main-svg")
     screenshot(browser, "churn")
+
+
+@pytest.fixture
+def catalogued(cronlake_env: dict[str, str], spark: object, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Two runs of the governance test job (two versions of two datasets, one warned), then the dashboard."""
+    from test_governance import land, run_job
+
+    land(cronlake_env, "retail_part1.csv")
+    run_job(cronlake_env, spark)
+    land(cronlake_env, "retail_part2.csv")
+    run_job(cronlake_env, spark)
+    with served(cronlake_env, tmp_path / "gunicorn.log") as url:
+        yield {"url": url, "settings": load()}
+
+
+def test_catalog_page_lists_searches_and_shows_versions_quality_lineage(catalogued: dict[str, Any],
+                                                                        browser: webdriver.Chrome) -> None:
+    from cronlake.core import catalog
+
+    settings = catalogued["settings"]
+    described = {d["_id"]: d for d in catalog.datasets(settings)}
+    open_page(browser, catalogued["url"] + "/catalog", "#catalog-datasets-table tbody td")
+    rows = {r["name"]: r for r in table(browser, "catalog-datasets-table")}
+    assert set(rows) == set(described)
+    for name, row in rows.items():
+        assert row["current_version"] == str(described[name]["current_version"])
+        assert row["owner"] == described[name]["owner"]
+
+    browser.find_element(By.ID, "catalog-column").send_keys("unit_price\n")
+    WebDriverWait(browser, WAIT_S).until(lambda d: len(table(d, "catalog-datasets-table")) == 1)
+    assert [r["name"] for r in table(browser, "catalog-datasets-table")] == [
+        d["_id"] for d in catalog.search(settings, column="unit_price")]
+
+    open_page(browser, catalogued["url"] + "/catalog?dataset=gov_invoices&version=0", "#catalog-lineage")
+    versions = table(browser, "catalog-versions")
+    expected = catalog.versions(settings, "gov_invoices")
+    assert [(r["version"], r["rows"], r["total_rows"]) for r in versions] == [
+        (str(v["version"]), str(v["rows"]), str(v["total_rows"])) for v in expected]
+    lineage = text_of(browser, "catalog-lineage")
+    assert "gov_invoices v0" in lineage and "gov_lines v0" in lineage
+    assert "landing/gov_retail/retail_part1.csv" in lineage and "retail_part2.csv" not in lineage
+    quality = {r["rule"]: r["state"] for r in table(browser, "catalog-quality")}
+    assert quality == {q["rule"]: "ok" if q["passed"] else "WARNING"
+                       for q in catalog.version(settings, "gov_invoices", 0)["quality"]}
+    screenshot(browser, "catalog")
+
+    open_page(browser, catalogued["url"] + "/health", "#health-quality tbody td")
+    health = {r["dataset"]: r for r in table(browser, "health-quality")}
+    assert {name: row["version"] for name, row in health.items()} == {
+        name: str(d["current_version"]) for name, d in described.items()}

@@ -127,7 +127,7 @@ def test_each_run_is_a_version_readable_by_number_and_time_without_the_kit(cronl
     assert described["current_version"] == 1 and described["owner"] == "shop-data"
     assert {"name": "invoice_time", "type": "timestamp"} in described["schema"]
     invoices = catalog.latest_version(local, INVOICES.name)
-    assert invoices["upstream"] == [{"dataset": LINES.name, "version": 0}], "upstream as it was read: before commit"
+    assert invoices["upstream"] == [{"dataset": LINES.name, "version": 1}], "derived from this run's own version"
 
 
 def test_lineage_goes_back_to_the_landing_files_bytes(cronlake_env: dict[str, str], spark: object) -> None:

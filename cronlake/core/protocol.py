@@ -103,7 +103,8 @@ class Claim:
     def publish_version(self, frame: DataFrame, dataset: Dataset, upstream: Iterable[Dataset] = ()) -> int:
         """Check `frame` against the dataset's quality rules, write it, and make it the dataset's next version at
         commit; returns the rows published (none, and no version, for an empty frame). `upstream` names the
-        datasets it was derived from, recorded with their current versions; a `references` rule looks into its
+        datasets it was derived from, recorded with their current versions (or, for one this run published
+        before, the version this run commits); a `references` rule looks into its
         dataset's current version plus what this run publishes to it (publish the referenced dataset first)."""
         from pyspark.sql import functions as F
 
@@ -148,8 +149,9 @@ class Claim:
             "schema": [{"name": f.name, "type": f.dataType.simpleString()} for f in frame.schema.fields],
             "files": [{"path": posixpath.relpath(path, dataset.path), "bytes": sizes[path],
                        "rows": counts.get(posixpath.basename(path), 0)} for path in written],
-            "upstream": [{"dataset": d.name, "version": versioned.current_version(self.lake, d) if d.versioned
-                          else None} for d in upstream],
+            "upstream": [{"dataset": d.name, "same_run": True} if d.name in self.published
+                         else {"dataset": d.name, "version": versioned.current_version(self.lake, d)
+                               if d.versioned else None} for d in upstream],
         })
         self.published[dataset.name] = (dataset, frame)
         return rows
@@ -215,15 +217,19 @@ def publish_versions(context: RunContext, lake: Lake, manifest: dict[str, Any]) 
     inputs = [{"path": path, "archived_as": moved_to[path], **file_facts(lake, path, moved_to[path])}
               for path in manifest["inputs"] if path in moved_to]
     published = []
+    numbers: dict[str, int] = {}
     for pending in manifest.get("versions", []):
         dataset = declared(pending["declaration"])
         number = versioned.commit(lake, dataset, manifest["run_id"], manifest["job"], pending["files"],
                                   pending["schema_json"])
+        numbers[dataset.name] = number
+        upstream = [{"dataset": u["dataset"], "version": numbers[u["dataset"]]} if u.get("same_run") else u
+                    for u in pending["upstream"]]
         total = versioned.row_count(versioned.open_table(lake, dataset, version=number))
         catalog.record_version(
             context.settings, dataset, run_id=manifest["run_id"], job=manifest["job"], rows=pending["rows"],
             location=versioned.table_uri(lake, dataset), format="delta", schema=pending["schema"], inputs=inputs,
-            upstream=pending["upstream"], quality=pending["quality"], version=number, total_rows=total)
+            upstream=upstream, quality=pending["quality"], version=number, total_rows=total)
         context.log("version.published", dataset=dataset.name, version=number, rows=pending["rows"])
         published.append({"name": dataset.path, "version": number})
     return published

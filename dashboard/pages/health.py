@@ -1,4 +1,5 @@
-"""Pipeline health: last run of every job, recent failures, lake backlog, Kafka consumer lag, streaming heartbeat."""
+"""Pipeline health: last run of every job, recent failures, data quality of every catalogued dataset, lake backlog,
+Kafka consumer lag, streaming heartbeat."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from dash import Input, Output, callback, dcc, html
 
+from cronlake.core import catalog
 from dashboard import store, ui
 
 PATH = "/health"
@@ -24,6 +26,8 @@ LAKE_COLUMNS = [("zone", "Zone"), ("source", "Source"), ("files", "Files"), ("by
                 ("oldest", "Oldest file"), ("updated", "Counted")]
 LAG_COLUMNS = [("group", "Consumer group"), ("topic", "Topic"), ("lag", "Lag"), ("partitions", "Per partition"),
                ("updated", "Measured")]
+QUALITY_COLUMNS = [("dataset", "Dataset"), ("version", "Current version"), ("status", "Quality"),
+                   ("rules", "Rules"), ("broken", "Rules not met"), ("created", "Published")]
 HEARTBEAT_COLUMNS = [("job", "Job"), ("last_batch", "Last batch"), ("age", "Age"), ("age_s", "Age (s)"),
                      ("alive", "Last sign of life"), ("batch_id", "Batch"), ("where", "Host / pid"),
                      ("state", "State")]
@@ -91,10 +95,28 @@ def heartbeat_section(tz: Any) -> html.Section:
 
 
 @ui.guarded
+def quality_section(tz: Any) -> html.Section:
+    """The current version of every catalogued dataset and the rules it broke (a `fail` rule that broke stopped
+    its run: that run is listed under the recent failures with the rule)."""
+    rows = []
+    for described in catalog.datasets(store.current().settings):
+        current = catalog.latest_version(store.current().settings, described["_id"]) or {}
+        broken = [q["rule"] for q in current.get("quality") or [] if not q["passed"]]
+        rows.append({"dataset": described["_id"], "version": current.get("version"),
+                     "status": "WARNED" if current.get("quality_status") == "warned" else "ok",
+                     "rules": len(current.get("quality") or []), "broken": ", ".join(broken),
+                     "created": ui.fmt_time(current.get("created_at"), tz)})
+    if not rows:
+        return ui.section("Data quality", html.P("No versioned dataset published yet.", id="health-no-quality"))
+    return ui.section("Data quality", ui.table("health-quality", rows, QUALITY_COLUMNS))
+
+
+@ui.guarded
 def render(_tick: int | None = None) -> list[Any]:
     store.current().ping()
     tz = store.current().settings.tz
-    return [jobs_section(tz), failures_section(tz), lake_section(tz), lag_section(tz), heartbeat_section(tz)]
+    return [jobs_section(tz), failures_section(tz), quality_section(tz), lake_section(tz), lag_section(tz),
+            heartbeat_section(tz)]
 
 
 callback(Output("health-content", "children"), Input("health-interval", "n_intervals"))(render)
