@@ -135,7 +135,7 @@ def evaluate(frame: DataFrame, rules: Sequence[Rule], resolve: Resolver | None =
             target = resolve(rule.param("dataset")).select(F.col(rule.param("ref_column")).alias("_ref")).distinct()
             values = frame.where(F.col(rule.columns[0]).isNotNull())
             orphans = values.join(target, values[rule.columns[0]] == target["_ref"], "left_anti").count()
-            results.append(fraction_result(rule, orphans, rows, what="rows point to no "
+            results.append(fraction_result(rule, orphans, rows, what="point to no "
                                            f"{rule.param('dataset')}.{rule.param('ref_column')}"))
         elif rule.kind == "fresh":
             newest = totals[f"_r{index}"]
