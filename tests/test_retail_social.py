@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from conftest import FIXTURES
-from pymongo import MongoClient
 
 from cronlake.contracts.retail_social import DAY_SUMMARY, MENTIONS, POSTS, TRACKED_HANDLES
 from cronlake.core import catalog, settings
 from cronlake.core.lake import open_lake
+from cronlake.core.mongo import data_db
 from cronlake.core.runner import RunContext
 from process.retail import social
 
@@ -98,7 +98,7 @@ def test_tweets_parsed_deduplicated_and_served(cronlake_env: dict[str, str], spa
                    / f"{SLICE.name}.rejects.jsonl")
     assert len(reject_file.read_text().splitlines()) == malformed
 
-    db = MongoClient(env["CRONLAKE_MONGO_URL"])[env["CRONLAKE_MONGO_DB"]]
+    db = data_db(settings.load(dict(env)))
     expected = Counter((b, datetime.strptime(t["created_at"], "%a %b %d %H:%M:%S %z %Y").strftime("%Y-%m-%dT%H:00:00Z"))
                        for t in by_id.values() for b in brands_of(t))
     served = {(d["brand"], d["window_start"]): d["mentions"]
