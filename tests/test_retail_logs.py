@@ -21,6 +21,8 @@ from cronlake.contracts.retail_logs import BOT_PATTERN, HITS, HOURLY, SESSION_SU
 from cronlake.core import settings as settings_module
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import data_db, ops_db
+from dashboard.pages.retail import traffic_queries as queries
+from dashboard.store import Store
 from process.retail import logs as retail_logs
 
 APACHE = FIXTURES / "retail_logs" / "apache_access_2015-05-17_slice.log"
@@ -127,6 +129,12 @@ def test_parsed_hits_sessions_and_serving_match_plain_python(spark, cronlake_env
     assert sum(d["hits"] for d in top) == len([h for h in products if h["product_id"]])
     run_id = {d["lineage_run"] for d in hourly + top + list(summary.values())}
     assert len(run_id) == 1
+
+    page_store = Store(settings_module.load())
+    assert queries.sites(page_store) == ["apache", "zanbil"]
+    assert sum(r["hits"] for r in queries.hourly(page_store, "zanbil")) == len(zanbil)
+    best = queries.top_pages(page_store, "zanbil", "product", limit=1)[0]
+    assert best["hits"] == max(Counter(h["product_id"] for h in products).values())
 
 
 def test_duplicates_and_malformed_lines_are_counted_and_quarantined(spark, cronlake_env):

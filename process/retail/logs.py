@@ -182,7 +182,8 @@ def process(context: RunContext, claim: Claim) -> None:
     distinct = hits.dropDuplicates(["hit_key"])
     days = sorted(r["hit_day"] for r in distinct.select("hit_day").distinct().collect())
     known = HITS.read(spark, context.lake, {"hit_day": days}).select("hit_key")
-    new_hits = distinct.join(known, "hit_key", "left_anti").cache()
+    # One file per day and version: the slices are small, many tiny part files would cost more than the rows.
+    new_hits = distinct.join(known, "hit_key", "left_anti").repartition("hit_day").cache()
     added = new_hits.count()
     context.count("rows_in", rows_in)
     context.count("duplicate_lines", parsed_hits - distinct.count())
@@ -205,7 +206,8 @@ def publish_sessions_and_serve(context: RunContext, claim: Claim, new_hits: Data
     all_hits = HITS.read(context.spark, context.lake, {"hit_day": window}).unionByName(new_hits).cache()
     sessions = sessions_of(all_hits).where(F.col("session_day").isin(days)).cache()
     known = SESSIONS.read(context.spark, context.lake, {"session_day": days}).select(*SESSIONS.key)
-    claim.publish_version(sessions.join(known, list(SESSIONS.key), "left_anti"), SESSIONS, upstream=(HITS,))
+    claim.publish_version(sessions.join(known, list(SESSIONS.key), "left_anti").repartition("session_day"),
+                          SESSIONS, upstream=(HITS,))
     touched = all_hits.where(F.col("hit_day").isin(days))
     db = data_db(context.settings)
     run = {"lineage_run": context.run_id}
