@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
     real = gzip.decompress(ZANBIL.read_bytes()).decode("utf-8").splitlines()
     scaled = random.Random(args.seed).choices(real, k=len(real) * args.scale)
-    rows = []
+    print(f"{'input':<30} {'lines':>8} {'job s':>7} {'python s':>9} {'job/python':>10}  hits job/py"
+          "  sessions job/py  bots job/py", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp:
         folder = Path(tmp)
         os.environ.update(embedded.throwaway_stack_env(folder / "stack"))
@@ -100,17 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for label, lines in (("real zanbil", real), (f"resampled real lines x{args.scale}", scaled)):
                 started = time.perf_counter()
-                expected = baseline(lines)
+                want = baseline(lines)
                 python_seconds = time.perf_counter() - started
                 job_seconds, got = run_job(folder, lines, label.split()[0] + str(len(lines)))
-                rows.append((label, len(lines), job_seconds, python_seconds, got, expected))
+                # Printed as each input finishes: the scaled run can take long on a loaded machine.
+                print(f"{label:<30} {len(lines):>8} {job_seconds:>7.1f} {python_seconds:>9.1f} "
+                      f"{job_seconds / python_seconds:>10.2f}  {got['hits']}/{want['hits']}  "
+                      f"{got['sessions']}/{want['sessions']}  {got['bots']}/{want['bots']}", flush=True)
         finally:
             embedded.down(settings_module.load())
-    print(f"{'input':<30} {'lines':>8} {'job s':>7} {'python s':>9} {'job/python':>10}  hits job/py  sessions job/py"
-          "  bots job/py")
-    for label, count, job_s, py_s, got, want in rows:
-        print(f"{label:<30} {count:>8} {job_s:>7.1f} {py_s:>9.1f} {job_s / py_s:>10.2f}  "
-              f"{got['hits']}/{want['hits']}  {got['sessions']}/{want['sessions']}  {got['bots']}/{want['bots']}")
     return 0
 
 
