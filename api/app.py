@@ -33,7 +33,6 @@ from cronlake.core.lake import Lake, open_lake
 from cronlake.core.settings import SettingError, Settings
 
 DEFAULT_PAGE_SIZE = 100
-AUDITED_PREFIXES = ("/datasets", "/catalog", *(f"/{r.name}" for r in resources.RESOURCES))
 NOT_AUTHENTICATED = {"WWW-Authenticate": 'Bearer realm="cronlake"'}
 
 
@@ -65,9 +64,10 @@ class AuditMiddleware:
     def __init__(self, app: Any, settings: Settings):
         self.app = app
         self.settings = settings
+        self.prefixes = ("/datasets", "/catalog", *(f"/{r.name}" for r in resources.RESOURCES))
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(AUDITED_PREFIXES):
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
             await self.app(scope, receive, send)
             return
         record: dict[str, Any] = {}
@@ -136,12 +136,13 @@ def create_app(settings: Settings) -> FastAPI:
                    until: datetime | None, filters: dict[str, str]) -> JSONResponse:
         authorize(request, key, name)
         dataset = dataset_or_404(name)
-        sort_key = tuple((resource.sort_key if resource else ()) or dataset.key or dataset.column_names)
+        sort_key = tuple((resource.sort_key if resource else ()) or dataset.key)
+        order = paging.total_order(dataset, sort_key)
         time_column = resource.time_column if resource else None
         unknown = sorted({*filters, *([time_column] if since or until else [])} - set(dataset.column_names))
         if unknown:
             raise HTTPException(400, f"{name} has no column {', '.join(map(str, unknown))}")
-        after = None
+        after, skip = None, 0
         if page_token is not None:
             if version is not None or as_of is not None or since or until or filters:
                 raise HTTPException(400, "page_token carries the query: send only page_token and page_size")
@@ -150,13 +151,13 @@ def create_app(settings: Settings) -> FastAPI:
                 if token.get("d") != name or not isinstance(token.get("k"), list):
                     raise paging.BadToken("page_token is for another dataset")
                 query = paging.Query(int(token["v"]), dict(token.get("f") or {}), token.get("s"), token.get("u"))
+                after, skip = token["k"], int(token.get("n", 0))
             except (paging.BadToken, KeyError, TypeError, ValueError) as exc:
                 raise HTTPException(400, str(exc)) from None
-            after = token["k"]
         else:
             query = paging.Query(version, filters, iso(since), iso(until))
         try:
-            page = paging.read_page(lake, dataset, sort_key, query, time_column, page_size, after,
+            page = paging.read_page(lake, dataset, order, query, time_column, page_size, after, skip,
                                     as_of=utc(as_of))
         except paging.BadToken as exc:
             raise HTTPException(400, str(exc)) from None
@@ -167,9 +168,9 @@ def create_app(settings: Settings) -> FastAPI:
                                 "rows": page.rows, "next_page_token": None}
         headers = {}
         if page.more:
-            last = page.rows[-1]
+            last, equal = paging.cursor(page.rows, order, after, skip)
             body["next_page_token"] = paging.sign(secret, {
-                "d": name, "v": page.version, "k": [last[c] for c in sort_key], "f": dict(query.filters),
+                "d": name, "v": page.version, "k": last, "n": equal, "f": dict(query.filters),
                 "s": query.since, "u": query.until})
             next_url = str(request.url.replace(query=urlencode({"page_token": body["next_page_token"],
                                                                  "page_size": page_size})))

@@ -78,10 +78,17 @@ def plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime | date) else value
 
 
-def read_page(lake: Lake, dataset: Dataset, sort_key: Sequence[str], query: Query, time_column: str | None,
-              page_size: int, after: Sequence[Any] | None, as_of: datetime | None = None) -> Page:
-    """Up to `page_size` rows in `sort_key` order after the key `after` (`more` when rows follow them). Raises
-    LookupError for a version that does not exist."""
+def total_order(dataset: Dataset, leading: Sequence[str]) -> tuple[str, ...]:
+    """`leading` columns, then every other column: rows tied on a (non-unique) key still have one order."""
+    return (*leading, *(c for c in dataset.column_names if c not in leading))
+
+
+def read_page(lake: Lake, dataset: Dataset, order: Sequence[str], query: Query, time_column: str | None,
+              page_size: int, after: Sequence[Any] | None = None, skip: int = 0, as_of: datetime | None = None
+              ) -> Page:
+    """Up to `page_size` rows in `order` (nulls last) from the row values `after` on, skipping the first `skip`
+    rows equal to `after` (the ones earlier pages returned: whole duplicate rows have no order among themselves);
+    `more` when rows follow. Raises LookupError for a version that does not exist."""
     table = versioned.open_table(lake, dataset, query.version, None if query.version is not None else as_of)
     if table is None:
         return Page([], None, False)
@@ -97,34 +104,54 @@ def read_page(lake: Lake, dataset: Dataset, sort_key: Sequence[str], query: Quer
         clauses.append(f'"{time_column}" < CAST(? AS TIMESTAMPTZ)')
         parameters.append(query.until)
     if after is not None:
-        clause, values = after_key(sort_key, kinds, after)
+        clause, values = at_or_after(order, kinds, after)
         clauses.append(clause)
         parameters.extend(values)
-    order = ", ".join(f'"{c}"' for c in sort_key)
     sql = (f"SELECT * FROM snapshot {'WHERE ' + ' AND '.join(clauses) if clauses else ''} "
-           f"ORDER BY {order} LIMIT {int(page_size) + 1}")
+           f"ORDER BY {', '.join(f'{quoted(c)} ASC NULLS LAST' for c in order)} "
+           f"LIMIT {int(page_size) + 1} OFFSET {int(skip)}")
     connection = duckdb.connect()
     try:
-        connection.register("snapshot", table.to_pyarrow_dataset())
         connection.execute("SET TimeZone = 'UTC'")
-        found = connection.execute(sql, parameters).fetch_arrow_table().to_pylist()
+        connection.register("snapshot", table.to_pyarrow_dataset())
+        found = connection.execute(sql, parameters).to_arrow_table().to_pylist()
     finally:
         connection.close()
     rows = [{name: plain(value) for name, value in row.items()} for row in found[:page_size]]
     return Page(rows, table.version(), len(found) > page_size)
 
 
-def after_key(sort_key: Sequence[str], kinds: Mapping[str, str], after: Sequence[Any]) -> tuple[str, list[Any]]:
-    """The lexicographic `(k1, k2, …) > (a1, a2, …)` as SQL (spelled out: each key column typed from the contract)."""
-    if len(after) != len(sort_key):
-        raise BadToken("page_token does not match the sort key")
-    ors, parameters = [], []
-    for position, column in enumerate(sort_key):
-        ands = []
-        for equal, value in zip(sort_key[:position], after[:position], strict=True):
-            ands.append(f'"{equal}" = CAST(? AS {DUCKDB_TYPES[kinds[equal]]})')
-            parameters.append(value)
-        ands.append(f'"{column}" > CAST(? AS {DUCKDB_TYPES[kinds[column]]})')
-        parameters.append(after[position])
-        ors.append("(" + " AND ".join(ands) + ")")
-    return "(" + " OR ".join(ors) + ")", parameters
+def cursor(rows: Sequence[Mapping[str, Any]], order: Sequence[str], after: Sequence[Any] | None, skip: int
+           ) -> tuple[list[Any], int]:
+    """Where the page after `rows` starts: the last row's values, and how many rows equal to it were returned
+    so far (this page's, plus the earlier pages' when the run of equal rows began before this page)."""
+    last = [rows[-1][c] for c in order]
+    equal = sum(1 for row in rows if [row[c] for c in order] == last)
+    return last, equal + (skip if after is not None and list(after) == last else 0)
+
+
+def quoted(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def at_or_after(order: Sequence[str], kinds: Mapping[str, str], after: Sequence[Any]) -> tuple[str, list[Any]]:
+    """`(c1, c2, …) >= (a1, a2, …)` in the ORDER BY's sense (nulls last), as SQL with each value typed from the
+    contract: some column greater after equal leading ones, or all equal."""
+    if len(after) != len(order):
+        raise BadToken("page_token does not match the sort order")
+    typed = [f"CAST(? AS {DUCKDB_TYPES[kinds[c]]})" for c in order]
+    alternatives: list[str] = []
+    parameters: list[Any] = []
+    for position, column in enumerate(order):
+        terms = []
+        for before in range(position):
+            terms.append(f"{quoted(order[before])} IS NOT DISTINCT FROM {typed[before]}")
+            parameters.append(after[before])
+        terms.append(f"({typed[position]} IS NOT NULL AND ({quoted(column)} IS NULL OR {quoted(column)} > "
+                     f"{typed[position]}))")
+        parameters.extend([after[position], after[position]])
+        alternatives.append("(" + " AND ".join(terms) + ")")
+    alternatives.append("(" + " AND ".join(f"{quoted(c)} IS NOT DISTINCT FROM {t}" for c, t in zip(order, typed,
+                                                                                                strict=True)) + ")")
+    parameters.extend(after)
+    return "(" + " OR ".join(alternatives) + ")", parameters

@@ -44,6 +44,11 @@ RESOURCES = (
 )
 
 
+# The catalog keeps Spark's type names; a type without a contract kind is compared as text.
+CATALOG_KINDS = {"string": "string", "int": "int", "integer": "int", "bigint": "long", "long": "long",
+                 "double": "double", "boolean": "bool", "bool": "bool", "timestamp": "timestamp", "date": "date"}
+
+
 @lru_cache(maxsize=1)
 def declared_datasets() -> dict[str, Dataset]:
     """Every versioned `Dataset` of the contracts modules, by name."""
@@ -58,7 +63,8 @@ def declared_datasets() -> dict[str, Dataset]:
 
 def from_catalog(document: dict) -> Dataset:
     """A dataset as the catalog describes it (schema, partitioning, key): enough to read its Delta table."""
-    return Dataset(document["_id"], tuple(Field(c["name"], c["type"]) for c in document.get("schema", [])),
+    return Dataset(document["_id"], tuple(Field(c["name"], CATALOG_KINDS.get(c["type"], "string"))
+                                          for c in document.get("schema", [])),
                    produced_by=document.get("produced_by") or "",
                    partition_by=tuple(document.get("partition_by") or ()), versioned=True,
                    key=tuple(document.get("key") or ()), owner=document.get("owner") or "",
