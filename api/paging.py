@@ -114,7 +114,7 @@ def read_page(lake: Lake, dataset: Dataset, order: Sequence[str], query: Query, 
     try:
         connection.execute("SET TimeZone = 'UTC'")
         connection.register("snapshot", table.to_pyarrow_dataset())
-        found = connection.execute(sql, parameters).to_arrow_table().to_pylist()
+        found = connection.sql(sql, params=parameters).to_arrow_table().to_pylist()
     finally:
         connection.close()
     rows = [{name: plain(value) for name, value in row.items()} for row in found[:page_size]]
