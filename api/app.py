@@ -139,7 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
         sort_key = tuple((resource.sort_key if resource else ()) or dataset.key)
         order = paging.total_order(dataset, sort_key)
         time_column = resource.time_column if resource else None
-        unknown = sorted({*filters, *([time_column] if since or until else [])} - set(dataset.column_names))
+        unknown = sorted({*filters, *sort_key, *([time_column] if since or until else [])} - set(dataset.column_names))
         if unknown:
             raise HTTPException(400, f"{name} has no column {', '.join(map(str, unknown))}")
         after, skip = None, 0

@@ -376,6 +376,25 @@ def test_openapi_is_fuzzed_without_a_server_error(lake_api: dict[str, Any]) -> N
          "--no-color"],
         env={**os.environ, **env}, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    audited = Counter(a["status"] for a in ops_db(lake_api["settings"])["api_audit"].find(
+        {"key_id": key.partition(".")[0]}))
+    assert audited[200] > 0 and audited[200] + audited[400] + audited[404] + audited[422] == sum(audited.values()), \
+        "the fuzzer got past the key check, and every answer was a success or a client error"
+
+
+def test_rate_limiter_memory_is_bounded() -> None:
+    from api.access import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(max_keys=3, clock=lambda: now[0])
+    assert [limiter.retry_after("a", 2) for _ in range(3)] == [0, 0, 30.0]  # 2 a minute: the third waits 30 s
+    for name in "bcdef":
+        limiter.retry_after(name, 2)
+    assert len(limiter) == 3
+    assert limiter.retry_after("a", 2) == 0, "the least recently seen key was forgotten (a full bucket again)"
+    assert limiter.retry_after("f", 2) == 0 and limiter.retry_after("f", 2) == 30.0
+    now[0] = 30.0
+    assert limiter.retry_after("f", 2) == 0, "one request's worth refilled in 30 s"
 
 
 def test_docs_page_works_offline_in_a_browser(lake_api: dict[str, Any]) -> None:
