@@ -32,15 +32,18 @@ class Resource:
     summary: str = ""
 
 
+# Dataset names as the pipelines' branches declare them today (retail_*.py contracts); edit here if they change.
 RESOURCES = (
-    Resource("transactions", "retail_orders", "order_time", ("customer_id", "order_status"),
-             summary="E-commerce orders"),
-    Resource("logs", "retail_weblogs", "request_time", ("status_class", "method", "path"),
-             summary="Web server access log lines"),
-    Resource("social-posts", "retail_social_posts", "posted_at", ("platform", "author"),
+    Resource("transactions", "retail_transactions", "invoice_time", ("invoice_no", "customer_id", "country"),
+             summary="Retail invoice lines (UCI online retail)"),
+    Resource("orders", "retail_olist_order_lines", "purchase_time",
+             ("order_id", "customer_unique_id", "seller_id", "order_status"), summary="E-commerce order lines (Olist)"),
+    Resource("logs", "retail_log_hits", "hit_time", ("site", "status_class", "method", "page_type"),
+             summary="Web server access log hits"),
+    Resource("social-posts", "retail_social_posts", "created_at", ("lang", "user_screen_name"),
              summary="Social media posts about the shop"),
-    Resource("ad-campaigns", "retail_ad_campaigns", "window_start", ("campaign_id", "channel"),
-             summary="Ad campaign performance windows"),
+    Resource("ad-campaigns", "retail_ad_events", "replayed_at", ("campaign_id", "xyz_campaign_id", "gender", "age"),
+             summary="Ad campaign events (Facebook ad conversions, replayed)"),
 )
 
 
