@@ -17,6 +17,7 @@ LAYERS = {  # a package may import the packages listed for it, and itself
     "ingest": {"cronlake.core", "cronlake.contracts"},
     "process": {"cronlake.core", "cronlake.contracts"},
     "dashboard": {"cronlake.core", "cronlake.contracts"},
+    "api": {"cronlake.core", "cronlake.contracts"},
     "cronlake.ops": {"cronlake.core", "cronlake.contracts", "ingest", "process"},
 }
 PRODUCT = ("cronlake", "ingest", "process", "dashboard")
