@@ -20,7 +20,7 @@ LAYERS = {  # a package may import the packages listed for it, and itself
     "api": {"cronlake.core", "cronlake.contracts"},
     "cronlake.ops": {"cronlake.core", "cronlake.contracts", "ingest", "process"},
 }
-PRODUCT = ("cronlake", "ingest", "process", "dashboard")
+PRODUCT = ("cronlake", "ingest", "process", "dashboard", "api")
 
 
 def pipelines() -> set[str]:
