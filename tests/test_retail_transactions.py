@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from conftest import FIXTURES
 from pymongo import MongoClient
 from retail_expected import parse_rows
@@ -18,6 +19,8 @@ from retail_expected import parse_rows
 from cronlake.contracts import retail
 from cronlake.core import settings
 from cronlake.core.lake import open_lake
+from dashboard.pages.retail import sales_queries
+from dashboard.store import NoData, Store
 from process.retail import daily as retail_daily
 from process.retail import olist as retail_olist
 
@@ -101,6 +104,20 @@ def test_olist_export_joined_into_order_lines_and_landed_twice_adds_nothing(cron
     assert set(served) == set(revenue)
     assert all(abs(served[d] - revenue[d]) < 0.05 for d in revenue)
 
+    page = Store(settings.load(dict(cronlake_env)))
+    category_revenue: dict[str, float] = defaultdict(float)
+    for want in expected.values():
+        category_revenue[want["category"] or "unknown"] += 0.0 if want["cancelled"] else want["revenue"]
+    shown = {r["category"]: r["revenue"] for r in sales_queries.totals(sales_queries.sales(page, "olist"), "category")}
+    assert set(shown) == set(category_revenue)
+    assert all(abs(shown[c] - category_revenue[c]) < 0.05 for c in shown)
+    first_day = min(revenue)
+    in_range = sales_queries.sales(page, "olist", first_day, first_day)
+    assert {r["day"] for r in in_range} == {first_day}
+    assert len(sales_queries.as_csv(in_range).splitlines()) == len(in_range) + 1
+    with pytest.raises(NoData):  # no UCI sales were written: the query says so
+        sales_queries.sales(page, "uci")
+
     land_olist(cronlake_env, "2017-09-again")
     assert retail_olist.JOB.main([]) == 0
     assert len(published_lines(cronlake_env)) == len(expected)
@@ -144,5 +161,11 @@ def test_uci_lines_carry_utc_times_flags_and_net_revenue(cronlake_env: dict[str,
     assert sum(r["is_cancellation"] for r in rows) == sum(k["InvoiceNo"].startswith("C") for k in kept)
     assert sum(r["is_return"] for r in rows) == sum(k["qty"] < 0 for k in kept)
     assert sum(r["is_free"] for r in rows) == sum(k["price"] == 0 for k in kept)
-    net = sum(k["qty"] * k["price"] for k in kept)
-    assert abs(sum(d["revenue"] for d in sales(cronlake_env, "uci")) - net) < 0.05
+    net: dict[str, float] = defaultdict(float)
+    for k in kept:
+        net[k["time"].strftime("%Y-%m-%d")] += k["qty"] * k["price"]
+    page = Store(settings.load(dict(cronlake_env)))
+    by_day = {r["day"]: r["revenue"] for r in sales_queries.totals(sales_queries.sales(page, "uci"), "day")}
+    assert set(by_day) == set(net)
+    assert all(abs(by_day[d] - net[d]) < 0.05 for d in net)
+    assert all(d["lineage_run"] for d in sales(cronlake_env, "uci"))

@@ -25,6 +25,7 @@ from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db
 from cronlake.core.protocol import Claim, reject, run_batch
 from cronlake.core.runner import RunContext
+from process.retail.pending import read_with_pending
 
 SOURCE = "retail"
 TIME_ZONE = "Europe/London"
@@ -115,7 +116,7 @@ def process(context: RunContext, claim: Claim) -> list[str]:
     return days
 
 
-def upsert_daily_totals(context: RunContext, days: list[str]) -> None:
+def upsert_daily_totals(context: RunContext, days: list[str], claim: Claim | None = None) -> None:
     """Recompute the given days from the whole dataset and upsert one document per (day, country), in both the
     UCI totals and the cross-source sales collection."""
     from pyspark.sql import functions as F
@@ -124,7 +125,7 @@ def upsert_daily_totals(context: RunContext, days: list[str]) -> None:
         context.log("mongo.skipped", reason="no day to recompute")
         return
     totals = (
-        TRANSACTIONS.read(context.spark, context.lake, {"invoice_day": days})
+        read_with_pending(context, TRANSACTIONS, {"invoice_day": days}, claim)
         .groupBy("invoice_day", "country")
         .agg(
             F.countDistinct("invoice_no").alias("invoices"),
@@ -152,7 +153,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     context.spark  # noqa: B018 - start Spark first so the protocol moves files through Hadoop's FileSystem
 
     def process_and_upsert(claim: Claim) -> None:
-        upsert_daily_totals(context, sorted(set(process(context, claim)) | set(args.day)))
+        upsert_daily_totals(context, sorted(set(process(context, claim)) | set(args.day)), claim)
 
     if run_batch(context, context.lake, SOURCE, (TRANSACTIONS.name,), process_and_upsert, args.max_files) is None:
         upsert_daily_totals(context, sorted(set(args.day)))

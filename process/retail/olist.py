@@ -26,6 +26,7 @@ from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db
 from cronlake.core.protocol import Claim, reject, run_batch
 from cronlake.core.runner import RunContext
+from process.retail.pending import read_with_pending
 
 SOURCE = "olist"
 TIME_ZONE = "America/Sao_Paulo"
@@ -92,8 +93,8 @@ def order_lines(context: RunContext, claim: Claim, export: str, tables: dict[str
     sellers = table("sellers").select("seller_id", "seller_state")
     items = table("order_items").select(
         "order_id", "product_id", "seller_id", F.col("order_item_id").alias("order_item_text"),
-        F.try_cast(F.regexp_extract("order_item_id", f"^{number}$", 1), "int").alias("order_item_id"),
-        F.try_cast("price", "double").alias("price"), F.try_cast("freight_value", "double").alias("freight"))
+        F.regexp_extract("order_item_id", f"^{number}$", 1).try_cast("int").alias("order_item_id"),
+        F.col("price").try_cast("double").alias("price"), F.col("freight_value").try_cast("double").alias("freight"))
     joined = (
         items.join(orders.withColumn("_order", F.lit(True)), "order_id", "left")
         .join(customers, "customer_id", "left")
@@ -145,7 +146,7 @@ def process(context: RunContext, claim: Claim) -> list[str]:
     return days
 
 
-def upsert_sales(context: RunContext, days: list[str]) -> None:
+def upsert_sales(context: RunContext, claim: Claim, days: list[str]) -> None:
     """Recompute the given purchase days from the whole dataset: one document per (day, state, category);
     revenue excludes cancelled orders, whose lines are counted apart."""
     from pyspark.sql import functions as F
@@ -153,7 +154,7 @@ def upsert_sales(context: RunContext, days: list[str]) -> None:
     if not days:
         return
     totals = (
-        ORDER_LINES.read(context.spark, context.lake, {"purchase_day": days})
+        read_with_pending(context, ORDER_LINES, {"purchase_day": days}, claim)
         .groupBy("purchase_day", "customer_state", F.coalesce("category", F.lit("unknown")).alias("category"))
         .agg(F.countDistinct("order_id").alias("orders"), F.count("*").alias("lines"),
              F.round(F.sum(F.when(~F.col("is_cancelled"), F.col("revenue")).otherwise(0.0)), 2).alias("revenue"),
@@ -172,7 +173,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     """Sales are upserted inside the claim, before commit: inputs are archived only once MongoDB has them."""
     context.spark  # noqa: B018 - start Spark first so the protocol moves files through Hadoop's FileSystem
     run_batch(context, context.lake, SOURCE, (ORDER_LINES.name,),
-              lambda claim: upsert_sales(context, process(context, claim)))
+              lambda claim: upsert_sales(context, claim, process(context, claim)))
 
 
 JOB = Job("retail_olist", build_parser, run, needs=("lake", "spark"))
