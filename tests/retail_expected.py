@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def parse_rows(path: Path) -> tuple[list[dict], int]:
-    """Rows a correct job keeps, and how many it must reject (bad date or non-integer quantity)."""
+    """Rows a correct job keeps, and how many it must reject (bad date, non-integer quantity, negative price)."""
     kept, rejected = [], 0
     with open(path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -18,6 +18,9 @@ def parse_rows(path: Path) -> tuple[list[dict], int]:
                 row["qty"] = int(row["Quantity"])
                 row["price"] = float(row["UnitPrice"])
             except (TypeError, ValueError):
+                rejected += 1
+                continue
+            if row["price"] < 0:
                 rejected += 1
                 continue
             kept.append(row)
