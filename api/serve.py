@@ -3,8 +3,9 @@
     python -m api.serve [--host 127.0.0.1] [--port 8060] [--workers 2]
 
 Host, port and workers default to CRONLAKE_API_HOST (127.0.0.1; the compose service listens on 0.0.0.0 inside
-its container, published on the host's 127.0.0.1 only), CRONLAKE_API_PORT (8060) and CRONLAKE_API_WORKERS (2). Each worker builds the app
-from the settings (`app_from_settings`); the page-token secret is CRONLAKE_API_SECRET or one kept in the state dir.
+its container, published on the host's 127.0.0.1 only), CRONLAKE_API_PORT (8060) and CRONLAKE_API_WORKERS (2).
+Each worker builds the app from the settings (`app_from_settings`); the page-token secret is CRONLAKE_API_SECRET
+or one kept in the state dir.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from api.app import check_positive, create_app, server_secret
 from cronlake.core import settings as settings_module
 from cronlake.core.cli import EXIT_OK, one_line_errors
 from cronlake.core.settings import SettingError
+
 
 def app_from_settings() -> FastAPI:
     """The uvicorn factory each worker calls."""

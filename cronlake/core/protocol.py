@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -155,6 +155,19 @@ class Claim:
         })
         self.published[dataset.name] = (dataset, frame)
         return rows
+
+    def read(self, dataset: Dataset, where: Mapping[str, Sequence[str]] | None = None) -> DataFrame:
+        """The dataset as this run leaves it: its current version plus what the run publishes to it at commit
+        (serving documents are upserted before the commit, from this)."""
+        from pyspark.sql import functions as F
+
+        frame = dataset.read(self.context.spark, self.lake, where)
+        if dataset.name not in self.published:
+            return frame
+        mine = self.published[dataset.name][1]
+        for column, values in (where or {}).items():
+            mine = mine.where(F.col(column).isin(list(values)))
+        return frame.unionByName(mine)
 
     def publish(self, dataset: str, write: Callable[[str], None]) -> int:
         """Publish into `processed/<dataset>/` the Parquet files `write(staging_uri)` writes (any engine, Hive

@@ -25,7 +25,6 @@ from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db
 from cronlake.core.protocol import Claim, reject, run_batch
 from cronlake.core.runner import RunContext
-from process.retail.pending import read_with_pending
 
 SOURCE = "retail"
 TIME_ZONE = "Europe/London"
@@ -125,7 +124,8 @@ def upsert_daily_totals(context: RunContext, days: list[str], claim: Claim | Non
         context.log("mongo.skipped", reason="no day to recompute")
         return
     totals = (
-        read_with_pending(context, TRANSACTIONS, {"invoice_day": days}, claim)
+        (claim.read(TRANSACTIONS, {"invoice_day": days}) if claim is not None
+         else TRANSACTIONS.read(context.spark, context.lake, {"invoice_day": days}))
         .groupBy("invoice_day", "country")
         .agg(
             F.countDistinct("invoice_no").alias("invoices"),

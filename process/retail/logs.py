@@ -203,7 +203,7 @@ def publish_sessions_and_serve(context: RunContext, claim: Claim, new_hits: Data
     from pyspark.sql import functions as F
 
     window = sorted(set(days) | {(date.fromisoformat(d) - timedelta(days=1)).isoformat() for d in days})
-    all_hits = HITS.read(context.spark, context.lake, {"hit_day": window}).unionByName(new_hits).cache()
+    all_hits = claim.read(HITS, {"hit_day": window}).cache()
     sessions = sessions_of(all_hits).where(F.col("session_day").isin(days)).cache()
     known = SESSIONS.read(context.spark, context.lake, {"session_day": days}).select(*SESSIONS.key)
     claim.publish_version(sessions.join(known, list(SESSIONS.key), "left_anti").repartition("session_day"),

@@ -26,7 +26,6 @@ from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db
 from cronlake.core.protocol import Claim, reject, run_batch
 from cronlake.core.runner import RunContext
-from process.retail.pending import read_with_pending
 
 SOURCE = "olist"
 TIME_ZONE = "America/Sao_Paulo"
@@ -154,7 +153,7 @@ def upsert_sales(context: RunContext, claim: Claim, days: list[str]) -> None:
     if not days:
         return
     totals = (
-        read_with_pending(context, ORDER_LINES, {"purchase_day": days}, claim)
+        claim.read(ORDER_LINES, {"purchase_day": days})
         .groupBy("purchase_day", "customer_state", F.coalesce("category", F.lit("unknown")).alias("category"))
         .agg(F.countDistinct("order_id").alias("orders"), F.count("*").alias("lines"),
              F.round(F.sum(F.when(~F.col("is_cancelled"), F.col("revenue")).otherwise(0.0)), 2).alias("revenue"),

@@ -152,7 +152,7 @@ def process(context: RunContext, claim: Claim):  # noqa: ANN201 - a Spark DataFr
     context.count("rows_in", tweets.count())
     context.count("rows_out", new.count())
     claim.publish_version(new, POSTS)
-    return POSTS.read(context.spark, context.lake, where={"day": days}).unionByName(new)
+    return claim.read(POSTS, where={"day": days})
 
 
 def upsert_serving(context: RunContext, frame) -> None:  # noqa: ANN001 - a Spark DataFrame or None
