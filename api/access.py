@@ -19,22 +19,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cronlake.core import sink
-from cronlake.core.contracts import Collection
 from cronlake.core.mongo import ops_db
+from cronlake.core.opsdb import API_AUDIT, API_KEYS
 from cronlake.core.runner import utcnow
 from cronlake.core.settings import Settings
 
 ALL_DATASETS = "*"
-API_KEYS = Collection(
-    "api_keys", key=("_id",), produced_by="api.keys", database="ops", indexes=(("-created_at",),),
-    fields=("name", "secret_sha256", "scopes", "created_at", "expires_at", "revoked_at", "rate_per_minute"))
-# One document per request: who (key id, None when unauthenticated), what (endpoint, dataset), rows, status.
-API_AUDIT = Collection(
-    "api_audit", key=("_id",), produced_by="api.serve", database="ops",
-    indexes=(("-at",), ("key_id", "-at"), ("status", "-at")),
-    fields=("at", "key_id", "method", "endpoint", "path", "dataset", "rows", "status", "duration_ms"))
-
-
 @dataclass(frozen=True)
 class ApiKey:
     key_id: str

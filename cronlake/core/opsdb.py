@@ -1,6 +1,7 @@
-"""The collections of the ops database, which every pipeline shares: run records, heartbeats, Kafka lag and the
-lake census. Declared here, in the core, so their writers (the runner, long-running jobs, landing consumers,
-`lake_census`) and their readers (status, watchdog, the dashboard's health page) take one name and one field list.
+"""The collections of the ops database, which every pipeline shares: run records, heartbeats, Kafka lag, the
+lake census, and the lake API's keys and audit trail. Declared here, in the core, so their writers (the runner,
+long-running jobs, landing consumers, `lake_census`, the API) and their readers (status, watchdog, the dashboard's
+health page) take one name and one field list.
 """
 
 from __future__ import annotations
@@ -24,4 +25,13 @@ KAFKA_LAG = Collection("kafka_lag", key=("group", "topic"), produced_by="a landi
 # One document per (zone, source) folder of the lake, `_id` = "<zone>/<source>".
 LAKE_CENSUS = Collection("lake_census", key=("zone", "source"), produced_by="lake_census", database="ops",
                          fields=("zone", "source", "files", "bytes", "reject_files", "oldest_modified", "updated_at"))
-OPS_COLLECTIONS = (JOB_RUNS, HEARTBEATS, KAFKA_LAG, LAKE_CENSUS)
+# One document per lake API key (`_id` = key id): only the secret's SHA-256, its dataset scopes, expiry, revocation.
+API_KEYS = Collection(
+    "api_keys", key=("_id",), produced_by="api.keys", database="ops", indexes=(("-created_at",),),
+    fields=("name", "secret_sha256", "scopes", "created_at", "expires_at", "revoked_at", "rate_per_minute"))
+# One document per request: who (key id, None when unauthenticated), what (endpoint, dataset), rows, status.
+API_AUDIT = Collection(
+    "api_audit", key=("_id",), produced_by="api.serve", database="ops",
+    indexes=(("-at",), ("key_id", "-at"), ("status", "-at")),
+    fields=("at", "key_id", "method", "endpoint", "path", "dataset", "rows", "status", "duration_ms"))
+OPS_COLLECTIONS = (JOB_RUNS, HEARTBEATS, KAFKA_LAG, LAKE_CENSUS, API_KEYS, API_AUDIT)

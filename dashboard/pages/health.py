@@ -1,14 +1,15 @@
 """Pipeline health: last run of every job, recent failures, data quality of every catalogued dataset, lake backlog,
-Kafka consumer lag, streaming heartbeat."""
+Kafka consumer lag, streaming heartbeat, the lake API's audited requests."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dash import Input, Output, callback, dcc, html
 
 from cronlake.core import catalog
+from cronlake.core.opsdb import API_AUDIT
 from dashboard import store, ui
 
 PATH = "/health"
@@ -28,6 +29,7 @@ LAG_COLUMNS = [("group", "Consumer group"), ("topic", "Topic"), ("lag", "Lag"), 
                ("updated", "Measured")]
 QUALITY_COLUMNS = [("dataset", "Dataset"), ("version", "Current version"), ("status", "Quality"),
                    ("rules", "Rules"), ("broken", "Rules not met"), ("created", "Published")]
+API_COLUMNS = [("key_id", "API key"), ("status", "Status"), ("requests", "Requests"), ("rows", "Rows served")]
 HEARTBEAT_COLUMNS = [("job", "Job"), ("last_batch", "Last batch"), ("age", "Age"), ("age_s", "Age (s)"),
                      ("alive", "Last sign of life"), ("batch_id", "Batch"), ("where", "Host / pid"),
                      ("state", "State")]
@@ -112,11 +114,27 @@ def quality_section(tz: Any) -> html.Section:
 
 
 @ui.guarded
+def api_section(_tz: Any) -> html.Section:
+    """The lake API's last hour of audited requests, per key and answer status."""
+    since = datetime.now(UTC) - timedelta(hours=1)
+    rows = [{"key_id": r["_id"]["key_id"] or "(no valid key)", "status": r["_id"]["status"],
+             "requests": r["requests"], "rows": r["rows"]}
+            for r in store.current().ops[API_AUDIT.name].aggregate([
+                {"$match": {"at": {"$gte": since}}},
+                {"$group": {"_id": {"key_id": "$key_id", "status": "$status"}, "requests": {"$sum": 1},
+                            "rows": {"$sum": "$rows"}}},
+                {"$sort": {"requests": -1}}])]
+    if not rows:
+        return ui.section("Lake API (last hour)", html.P("No API request in the last hour.", id="health-no-api"))
+    return ui.section("Lake API (last hour)", ui.table("health-api", rows, API_COLUMNS))
+
+
+@ui.guarded
 def render(_tick: int | None = None) -> list[Any]:
     store.current().ping()
     tz = store.current().settings.tz
     return [jobs_section(tz), failures_section(tz), quality_section(tz), lake_section(tz), lag_section(tz),
-            heartbeat_section(tz)]
+            heartbeat_section(tz), api_section(tz)]
 
 
 callback(Output("health-content", "children"), Input("health-interval", "n_intervals"))(render)

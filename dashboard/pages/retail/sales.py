@@ -12,7 +12,7 @@ from dashboard import store, ui
 from dashboard.pages.retail import sales_queries as queries
 
 PATH = "/retail/sales"
-NAME = "Retail sales"
+NAME = "Sales"
 TABLE_COLUMNS = [("source", "Source"), ("day", "Day"), ("region", "Country / state"), ("category", "Category"),
                  ("orders", "Orders"), ("lines", "Lines"), ("revenue", "Revenue"),
                  ("cancelled_lines", "Cancelled lines"), ("lineage_run", "Run")]
