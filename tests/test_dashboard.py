@@ -452,7 +452,8 @@ def test_the_dashboard_issues_no_write_command(seeded: dict[str, Any], monkeypat
             for index in range(max(len(c) for c in choices)):
                 payload = {"output": output, "outputs": outputs if len(outputs) > 1 else outputs[0],
                            "inputs": [{**i, "value": c[index % len(c)]} for i, c in zip(inputs, choices, strict=True)],
-                           "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs], "state": []}
+                           "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs],
+                           "state": [{**s, "value": None} for s in spec.get("state", [])]}
                 answer = client.post("/_dash-update-component", json=payload)
                 assert answer.status_code in (200, 204), (output, answer.get_data(as_text=True)[:500])
                 calls += 1

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, callback, dcc, html, no_update
+from pymongo.errors import PyMongoError
 
 from dashboard import store, ui
 from dashboard.pages.retail import sales_queries as queries
+from dashboard.store import InvalidInput, NoData
 
 PATH = "/retail/sales"
 NAME = "Sales"
@@ -65,8 +67,12 @@ def render(source: str | None, start: str | None, end: str | None) -> list[Any]:
     ]
 
 
-def download(_clicks: int | None, source: str | None, start: str | None, end: str | None) -> dict[str, Any]:
-    rows = queries.sales(store.current(), source or None, start, end)
+def download(_clicks: int | None, source: str | None, start: str | None, end: str | None) -> Any:
+    """The table as CSV; nothing to download (no data yet, MongoDB away: the page says so) sends nothing."""
+    try:
+        rows = queries.sales(store.current(), source or None, start, end)
+    except (NoData, InvalidInput, PyMongoError):
+        return no_update
     return dcc.send_string(queries.as_csv(rows), "retail_sales_daily.csv")
 
 
