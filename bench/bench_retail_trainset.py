@@ -48,7 +48,7 @@ feat as (
     min(price) as price_min, max(price) as price_max, round(coalesce(stddev_pop(price), 0), 4) as price_std,
     epoch(cutoff) - epoch(max(event_time)) as seconds_since_last_event,
     epoch(cutoff) - epoch(min(event_time)) as seconds_since_first_event, hour(cutoff) as cutoff_hour
-  from past group by all),
+  from past group by cutoff, entity_id),
 brand as (select cutoff, entity_id, max(n) as top from (select cutoff, entity_id, brand, count(*) n from past
           where brand is not null group by all) group by all),
 cat as (select cutoff, entity_id, max(n) as top from (select cutoff, entity_id, category_code, count(*) n from past
@@ -68,7 +68,8 @@ order by cutoff, entity_id
 def scaled_events(copies: int) -> pa.Table:
     raw = pacsv.read_csv(SLICE, convert_options=pacsv.ConvertOptions(column_types={
         "category_id": pa.string(), "product_id": pa.int64(), "user_id": pa.int64(), "price": pa.float64()}))
-    times = pc.strptime(pc.utf8_replace_slice(raw["event_time"], 19, 23, ""), "%Y-%m-%d %H:%M:%S", "us", "UTC")
+    times = pc.strptime(pc.utf8_replace_slice(raw["event_time"], 19, 23, ""), "%Y-%m-%d %H:%M:%S", "us").cast(
+        pa.timestamp("us", tz="UTC"))
     raw = raw.set_column(0, "event_time", times).filter(pc.greater(raw["price"], 0))
     parts = []
     for k in range(copies):
@@ -109,8 +110,9 @@ def main() -> int:
 
     def run_duckdb() -> tuple[int, float]:
         con = duckdb.connect()
+        con.execute("set TimeZone = 'UTC'")
         con.execute("create table events as select * from read_parquet(?)", [str(folder / "events.parquet")])
-        out = con.execute(DUCKDB_SQL, {"cutoffs": cutoffs, "start": START}).arrow()
+        out = con.execute(DUCKDB_SQL, {"cutoffs": cutoffs, "start": START}).to_arrow_table()
         return out.num_rows, float(pc.sum(out["views"]).as_py()) + float(pc.sum(out["label"]).as_py())
 
     results = {}
