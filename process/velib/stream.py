@@ -343,7 +343,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
             if args.max_batches is not None and writer.batches >= args.max_batches:
                 context.log("stream.stop", reason="max batches", batches=writer.batches)
                 break
-            idle = time.monotonic() - writer.last_data
+            # idle counts from the first planned trigger: a slow start is not idleness
+            idle = time.monotonic() - writer.last_data if query.lastProgress is not None else 0.0
             if args.until_idle is not None and idle >= args.until_idle and not query.status["isDataAvailable"]:
                 context.log("stream.stop", reason="idle", idle_seconds=args.until_idle, batches=writer.batches)
                 break
