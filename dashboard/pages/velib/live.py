@@ -182,7 +182,7 @@ def zone_traces(placed: Stations, metric: Metric, chosen: str | None, view: Box)
     return traces
 
 
-def station_traces(stations: Stations, now: datetime, tz: Any) -> list[dict[str, Any]]:
+def station_traces(stations: Stations, now: datetime, tz: Any, size: int) -> list[dict[str, Any]]:
     """One marker trace per station state (the legend toggles them)."""
     by_state: dict[str, Stations] = defaultdict(list)
     for station in stations:
@@ -196,7 +196,7 @@ def station_traces(stations: Stations, now: datetime, tz: Any) -> list[dict[str,
                        ui.fmt_age(latest(s).get("reported_at"), now)] for s in members]
         traces.append({"type": "scatter", "mode": "markers", "name": f"{label} ({len(members)})",
                        "meta": ["stations", key], "x": [s["lon"] for s in members], "y": [s["lat"] for s in members],
-                       "marker": {"size": 8, "color": colour, "line": {"width": 0.7, "color": "#333"}},
+                       "marker": {"size": size, "color": colour, "line": {"width": 0.7, "color": "#333"}},
                        "customdata": customdata, "hovertemplate": STATION_HOVER})
     return traces
 
@@ -210,7 +210,7 @@ def figure(stations: Stations, zone: str | None, metric: Metric, now: datetime, 
     focus = padded(shape.bbox) if shape else padded(bounds(chosen)) if zone and chosen else view
     mid_lat = (focus[1] + focus[3]) / 2
     return {
-        "data": [*zone_traces(placed, metric, zone, view), *station_traces(chosen, now, tz)],
+        "data": [*zone_traces(placed, metric, zone, view), *station_traces(chosen, now, tz, 9 if zone else 6)],
         "layout": {
             "height": 640, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}, "plot_bgcolor": "#f4f6f8",
             "dragmode": "pan", "hovermode": "closest", "uirevision": zone or "all",
