@@ -37,9 +37,14 @@ JOBS = ("velib_produce", "velib_land", "velib_daily", "velib_train", "lake_censu
 
 
 def stations(count: int) -> list[dict[str, Any]]:
-    """`count` stations: the real ones of the v2.1 export first, then numbered copies placed nearby."""
-    real = [{"station_code": r["stationcode"], "name": r["name"], "zone": r["nom_arrondissement_communes"],
-             "capacity": r["capacity"] or 20, "lat": r["coordonnees_geo"]["lat"], "lon": r["coordonnees_geo"]["lon"]}
+    """`count` stations: the real ones of the v2.1 export first (zoned from their coordinates on the shipped
+    boundaries, as the pipeline does), then numbered copies placed nearby."""
+    from cronlake.contracts.velib_zones import ZoneMap
+
+    zone_map = ZoneMap.from_folder()
+    real = [{"station_code": r["stationcode"], "name": r["name"], "capacity": r["capacity"] or 20,
+             "zone": zone_map.locate(r["coordonnees_geo"]["lat"], r["coordonnees_geo"]["lon"]).name,
+             "lat": r["coordonnees_geo"]["lat"], "lon": r["coordonnees_geo"]["lon"]}
             for r in json.loads(EXPORT.read_text(encoding="utf-8"))]
     out = real[:count]
     for i in range(count - len(out)):
@@ -171,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         codes = [s["station_code"] for s in sites]
         cases: list[tuple[str, Callable[[], Any]]] = [
             ("live.layout", live.layout),
-            ("live.render (all stations)", lambda: live.render(None)),
-            ("live.render (one zone)", lambda: live.render(rng.choice(zone_names))),
+            ("live.render (all stations)", lambda: live.render(None, "fill")),
+            ("live.render (one zone)", lambda: live.render(rng.choice(zone_names), rng.choice(list(live.METRICS)))),
             ("station.layout (cached)", station.layout),
             ("station.layout (uncached)", lambda: (forget_options(), station.layout())[1]),
             ("station.render", lambda: station.render(rng.choice(codes))),

@@ -112,11 +112,11 @@ class Store:
     def live_zones(self) -> list[str]:
         return sorted(z for z in self.data[LIVE_STATION.name].distinct("zone") if isinstance(z, str))
 
-    def live_stations(self, zone: str | None = None) -> list[dict[str, Any]]:
-        query = {} if zone is None else {"zone": self.check_zone(zone)}
+    def live_stations(self) -> list[dict[str, Any]]:
+        """Every live station: the map colours all zones whichever zone is chosen, so the page filters itself."""
         fields = ("station_code", "name", "zone", "lat", "lon", "capacity", "latest")
-        rows = list(self.data[LIVE_STATION.name].find(query, projection(fields)))
-        if not rows and zone is None:
+        rows = list(self.data[LIVE_STATION.name].find({}, projection(fields)))
+        if not rows:
             raise NoData(LIVE_STATION)
         return rows
 

@@ -1,10 +1,12 @@
 """Seed MongoDB for the dashboard tests by running the real pipeline on a real Velib slice.
 
 The slice (tests/fixtures/dashboard/): 3 days (2022-05-16..18, Europe/Paris) of history snapshots of 40 stations
-in 6 zones, copied unchanged from /work/shared/data/velib, with those stations' GBFS information and v2.1 API
+in 6 communes, copied unchanged from /work/shared/data/velib, with those stations' GBFS information and v2.1 API
 records. `seed()` seeds the deployment the CRONLAKE_* environment points at:
 
-- rows are normalised by `ingest.velib.records` and landed as a landing CSV (plus one file with a wrong header);
+- rows are normalised by `ingest.velib.records`, with zones from the coordinates on the shipped boundaries as
+  the producer and the replay assign them (9 zones: 4 arrondissements and 5 communes), and landed as a landing
+  CSV (plus one file with a wrong header);
 - the real batch job `velib_daily` runs in-process (Spark) → velib_station_daily / velib_zone_daily /
   a job_runs record, the bad file quarantined;
 - one more file is landed (left waiting) and the real `lake_census` job counts the lake;
@@ -30,6 +32,7 @@ from pymongo import ReplaceOne
 
 from cronlake.contracts import velib
 from cronlake.contracts.velib import STATION
+from cronlake.contracts.velib_zones import ZoneMap
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import ops_db
 from cronlake.core.runner import RunContext
@@ -47,7 +50,8 @@ def load_records(folder: Path = SLICE) -> list[dict[str, Any]]:
     """The slice as normalised Velib records (`reported_at` an ISO string), one per (station, reported_at)
     as the producer would send them, in time order."""
     meta = json.loads((folder / "stations.json").read_text(encoding="utf-8"))
-    index = StationIndex.from_feeds([{"data": {"stations": meta["gbfs_station_information"]}}], meta["api_export"])
+    index = StationIndex.from_feeds([{"data": {"stations": meta["gbfs_station_information"]}}], meta["api_export"],
+                                    ZoneMap.from_folder())
     unique: dict[tuple[str, str], dict[str, Any]] = {}
     with gzip.open(folder / "velib_history_slice.csv.gz", "rt", encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):

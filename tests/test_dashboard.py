@@ -8,6 +8,8 @@ Screenshots of every page go to artifacts/screenshots/ (git-ignored; the README'
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import subprocess
@@ -29,6 +31,7 @@ from pymongo import MongoClient, monitoring
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -43,7 +46,8 @@ from cronlake.core.settings import load
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-               "--window-size=1400,1000"]
+               "--window-size=1400,1000",
+               "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"]  # any request off this host fails
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 WAIT_S = 20
 
@@ -105,6 +109,7 @@ def browser() -> Iterator[webdriver.Chrome]:
         options.add_argument(argument)
     profile = tempfile.mkdtemp(prefix="chromium-")
     options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})  # requests, console
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
         yield driver
@@ -168,8 +173,62 @@ def as_number(cell: str) -> float:
 # --- pages -----------------------------------------------------------------------------------------------------
 
 
-def test_live_map_shows_every_station_and_filters_by_zone(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
+def shipped_zone_names() -> set[str]:
+    """Zone names straight from the shipped GeoJSON files: `Paris 1er` … `Paris 20e`, and each commune's `nom`."""
+    names = set()
+    for path in (REPO / "ingest" / "velib" / "geo").glob("*.geojson"):
+        for feature in json.loads(path.read_text(encoding="utf-8"))["features"]:
+            props = feature["properties"]
+            number = int(props["c_ar"]) if "c_ar" in props else None
+            names.add(props["nom"] if number is None else f"Paris {number}{'er' if number == 1 else 'e'}")
+    return names
+
+
+def map_traces(driver: webdriver.Chrome) -> list[dict[str, Any]]:
+    """The live map's traces as drawn: kind (zone / outline / stations / scale), name, points, hover text."""
+    return driver.execute_script(
+        """return document.querySelector('#live-map .js-plotly-plot').data.map(t => ({kind: t.meta[0],
+             state: t.meta[1] || null, name: t.name, x: t.x, y: t.y, customdata: t.customdata || [],
+             text: t.text || null, fillcolor: t.fillcolor || null}));""")
+
+
+def inside(xs: list[float | None], ys: list[float | None], x: float, y: float) -> bool:
+    """Even-odd test over the rings of a trace (rings separated by None)."""
+    hit, ring = False, []
+    for px, py in [*zip(xs, ys, strict=True), (None, None)]:
+        if px is not None:
+            ring.append((px, py))
+            continue
+        for (x1, y1), (x2, y2) in zip(ring, ring[1:] + ring[:1], strict=True):
+            if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+                hit = not hit
+        ring = []
+    return hit
+
+
+def click_zone(driver: webdriver.Chrome, zone: str) -> None:
+    """Click inside `zone`'s fill, at the point of a grid farthest (in pixels) from every station marker."""
+    to_pixels = """const gd = document.querySelector('#live-map .js-plotly-plot'), fl = gd._fullLayout;
+        const box = gd.getBoundingClientRect();
+        return arguments[0].map(([x, y]) => [fl.xaxis.l2p(x) + fl._size.l - box.width / 2,
+                                             fl.yaxis.l2p(y) + fl._size.t - box.height / 2]);"""
+    traces = map_traces(driver)
+    shape = next(t for t in traces if t["kind"] == "zone" and t["name"] == zone)
+    xs, ys = [x for x in shape["x"] if x is not None], [y for y in shape["y"] if y is not None]
+    grid = [(min(xs) + (max(xs) - min(xs)) * i / 20, min(ys) + (max(ys) - min(ys)) * j / 20)
+            for i in range(1, 20) for j in range(1, 20)]
+    candidates = driver.execute_script(to_pixels, [p for p in grid if inside(shape["x"], shape["y"], *p)])
+    markers = driver.execute_script(to_pixels, [[x, y] for t in traces if t["kind"] == "stations"
+                                                for x, y in zip(t["x"], t["y"], strict=True)])
+    best = max(candidates, key=lambda c: min(math.dist(c, m) for m in markers))
+    ActionChains(driver).move_to_element_with_offset(
+        driver.find_element(By.CSS_SELECTOR, "#live-map .js-plotly-plot"), round(best[0]), round(best[1])).click(
+    ).perform()
+
+
+def test_live_map_draws_zones_stations_and_selects_a_zone(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
     stations = list(seeded["data"].velib_live_station.find())
+    placed = [d for d in stations if d.get("lat") is not None]
     open_page(browser, seeded["url"] + "/", "#live-map .js-plotly-plot")
 
     def totals(docs: list[dict[str, Any]]) -> dict[str, str]:
@@ -181,28 +240,70 @@ def test_live_map_shows_every_station_and_filters_by_zone(seeded: dict[str, Any]
                 "live-empty": str(sum(x["bikes"] == 0 for x in latest)),
                 "live-full": str(sum(x["docks_free"] == 0 for x in latest))}
 
-    def map_points() -> list[list[Any]]:
-        return browser.execute_script("return document.querySelector('#live-map .js-plotly-plot').data[0].customdata")
+    def markers() -> dict[str, list[Any]]:
+        return {p[1]: p for t in map_traces(browser) if t["kind"] == "stations" for p in t["customdata"]}
 
     assert {key: text_of(browser, key) for key in totals(stations)} == totals(stations)
-    points = map_points()
-    assert sorted(p[1] for p in points) == sorted(d["_id"] for d in stations if d.get("lat") is not None)
-    by_code = {p[1]: p for p in points}
-    some = stations[0]
-    assert by_code[some["_id"]][0] == some["name"]
-    assert by_code[some["_id"]][3:8] == [some["latest"][k] for k in ("bikes", "mechanical", "ebike", "docks_free")] + [
+    # every zone with stations is drawn filled, on the shipped outlines; neighbouring zones as outlines
+    traces = map_traces(browser)
+    with_stations = {d["zone"] for d in placed}
+    assert with_stations <= shipped_zone_names()
+    assert sorted(t["name"] for t in traces if t["kind"] == "zone") == sorted(with_stations)
+    outlined = {t["name"] for t in traces if t["kind"] == "outline"}
+    assert outlined and outlined <= shipped_zone_names() - with_stations
+    filled = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#live-map path.js-fill')).filter(p => p.getAttribute('d')"
+        ".length > 10).length")
+    assert filled == len(with_stations)
+    # the default metric: each zone's text gives its fill ratio, sum(bikes) / sum(capacity)
+    for trace in (t for t in traces if t["kind"] == "zone"):
+        docs = [d for d in placed if d["zone"] == trace["name"]]
+        ratio = min(1.0, sum(d["latest"]["bikes"] for d in docs) / sum(d["capacity"] for d in docs))
+        assert f"Fill ratio (bikes / capacity): {100 * ratio:.0f}%" in trace["text"]
+        assert f"{len(docs)} stations" in trace["text"]
+    # a marker for every station, with its hover details, in the trace of its state
+    points = markers()
+    assert sorted(points) == sorted(d["_id"] for d in placed)
+    some = placed[0]
+    assert points[some["_id"]][0] == some["name"] and points[some["_id"]][2] == some["zone"]
+    assert points[some["_id"]][4:9] == [some["latest"][k] for k in ("bikes", "mechanical", "ebike", "docks_free")] + [
         some["capacity"]]
+    empty = {p[1] for t in traces if t["state"] == "empty" for p in t["customdata"]}
+    assert empty == {d["_id"] for d in placed if d["latest"]["bikes"] == 0 and d["latest"]["is_installed"]
+                     and d["latest"]["is_renting"]}
+    assert len(table(browser, "live-table")) == min(15, len(stations))
     screenshot(browser, "live-map")
 
-    zone = sorted({d["zone"] for d in stations} - {"Paris"})[0]
+    # another metric recolours the zones
+    before = {t["name"]: t["fillcolor"] for t in traces if t["kind"] == "zone"}
+    pick(browser, "live-metric", "E-bikes", "E-bikes available")
+    WebDriverWait(browser, WAIT_S).until(lambda d: any(
+        "E-bikes available" in (t["text"] or "") for t in map_traces(d)))
+    after = [t for t in map_traces(browser) if t["kind"] == "zone"]
+    assert {t["name"]: t["fillcolor"] for t in after} != before
+    for trace in after:
+        ebikes = sum(d["latest"]["ebike"] for d in placed if d["zone"] == trace["name"])
+        assert f"E-bikes available: {ebikes:,}" in trace["text"]
+
+    # a click on a zone selects it: totals, markers and the table keep its stations only
+    zone = max(with_stations, key=lambda z: sum(d["zone"] == z for d in placed))
     in_zone = [d for d in stations if d["zone"] == zone]
-    pick(browser, "live-zone", zone[:5], zone)
+    click_zone(browser, zone)
     wait_text(browser, "live-stations", str(len(in_zone)))
     assert {key: text_of(browser, key) for key in totals(in_zone)} == totals(in_zone)
-    assert sorted(p[1] for p in map_points()) == sorted(d["_id"] for d in in_zone)
+    assert sorted(markers()) == sorted(d["_id"] for d in in_zone)
+    assert {r["zone"] for r in table(browser, "live-table")} == {zone}
+    screenshot(browser, "live-map-zone")
 
-    open_page(browser, seeded["url"] + "/?zone=%24where", "#live-map .js-plotly-plot")
-    assert "unknown zone" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text
+    other = sorted(with_stations - {zone})[0]
+    in_other = [d for d in stations if d["zone"] == other]
+    pick(browser, "live-zone", other[:5], other)
+    wait_text(browser, "live-stations", str(len(in_other)))
+    assert sorted(markers()) == sorted(d["_id"] for d in in_other)
+
+    open_page(browser, seeded["url"] + "/?zone=%24where&metric=x", "#live-map .js-plotly-plot")
+    warnings = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".notice.invalid")]
+    assert any("unknown zone" in w for w in warnings) and any("unknown metric" in w for w in warnings)
     assert text_of(browser, "live-stations") == str(len(stations))
 
 
@@ -370,8 +471,16 @@ def test_empty_database_says_what_to_run(cronlake_env: dict[str, str], browser: 
 
 
 def test_pages_load_nothing_from_outside(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
-    """Every script and style the pages load comes from the dashboard itself (no CDN: it must work offline)."""
-    open_page(browser, seeded["url"] + "/", "#live-map .js-plotly-plot")
+    """Every request the live map page makes (scripts, styles, callbacks, anything plotly would fetch: tiles,
+    topojson, fonts) goes to the dashboard itself: it must work offline."""
+    browser.get_log("performance")  # drop what earlier pages logged
+    open_page(browser, seeded["url"] + "/", "#live-map .js-plotly-plot path.js-fill")
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.execute_script(
+        "return document.querySelectorAll('#live-map .scatterlayer .point').length") > 0)
+    messages = [json.loads(entry["message"])["message"] for entry in browser.get_log("performance")]
+    requested = [m["params"]["request"]["url"] for m in messages if m["method"] == "Network.requestWillBeSent"]
+    assert requested and any("_dash-update-component" in r for r in requested)
+    assert [r for r in requested if not r.startswith((seeded["url"] + "/", "data:", "blob:"))] == []
     sources = browser.execute_script(
         "return Array.from(document.querySelectorAll('script[src], link[href]')).map(e => e.src || e.href)")
     assert sources and all(s.startswith(seeded["url"]) for s in sources), sources
@@ -439,7 +548,8 @@ def test_the_dashboard_issues_no_write_command(seeded: dict[str, Any], monkeypat
         day = seeded["data"].velib_station_daily.find_one(sort=[("day", -1)])["day"]
         code = seeded["data"].velib_live_station.find_one()["station_code"]
         zone = seeded["data"].velib_live_station.find_one()["zone"]
-        values = {"live-zone": [None, zone], "station-picker": [code], "zones-day": [day], "extremes-day": [day],
+        values = {"live-zone": [None, zone], "live-metric": ["fill", "ebike"], "station-picker": [code],
+                  "zones-day": [day], "extremes-day": [day],
                   "pathname": [page.PATH for page in PAGES],
                   "search": ["", f"?station={code}", f"?day={day}", f"?zone={zone}"]}
         calls = 0

@@ -1,104 +1,277 @@
-"""Live map: every station at its coordinates, coloured by fill ratio, filterable by zone, refreshed every minute.
+"""Live map: the zones of the shipped boundaries coloured by a chosen metric, every station on top coloured by its
+state, a zone filter (dropdown or click on the map), a table of the chosen stations; refreshed every minute.
 
-The map is a plain Plotly scatter on (lon, lat) with equal-distance aspect, so it renders without any tile
-server (the dashboard must work with no internet access).
+The map is drawn offline: plain Plotly scatter traces on (lon, lat) with the latitude's aspect ratio, the zone
+outlines as filled polygons (`outlines.py`). No tile server, no topojson, no font is fetched: the dashboard must
+work with no internet access. A zone is drawn filled when stations stand in it (their `zone`, assigned by the
+pipeline from the same boundaries), as an outline when it only lies in the view.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dash import Input, Output, callback, dcc, html
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
 from dashboard import store, ui
+from dashboard.pages.velib import outlines
+from dashboard.pages.velib.outlines import Box
+from dashboard.store import InvalidInput
 
 PATH = "/"
 NAME = "Live map"
 REFRESH_MS = 60_000
-# Red (empty) → yellow → green (full of bikes); spelled out because plotly.js does not know "RdYlGn" by name.
-FILL_COLOURS = [[0.0, "#d73027"], [0.25, "#fc8d59"], [0.5, "#fee08b"], [0.75, "#91cf60"], [1.0, "#1a9850"]]
+VIEW_MARGIN = 0.08  # share of the view's width and height added around the stations (or the chosen zone)
+Stations = list[dict[str, Any]]
 
-HOVER = ("<b>%{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]}<br>"
-         "Bikes: %{customdata[3]} (%{customdata[4]} mechanical / %{customdata[5]} e-bike)<br>"
-         "Free docks: %{customdata[6]} · capacity %{customdata[7]}<br>"
-         "Fill: %{customdata[8]}%<br>Snapshot age: %{customdata[9]}<extra></extra>")
+# Colour scales spelled out because plotly.js does not know "RdYlGn" by name. Red = bad for the rider.
+FILL_COLOURS = [[0.0, "#d73027"], [0.25, "#fc8d59"], [0.5, "#fee08b"], [0.75, "#91cf60"], [1.0, "#1a9850"]]
+EMPTY_COLOURS = [[1 - t, colour] for t, colour in reversed(FILL_COLOURS)]
+COUNT_COLOURS = [[0.0, "#f7fbff"], [0.5, "#6baed6"], [1.0, "#08306b"]]
+
+
+def latest(station: dict[str, Any]) -> dict[str, Any]:
+    return station.get("latest") or {}
+
+
+def total(stations: Stations, key: str) -> int:
+    return sum(latest(s).get(key) or 0 for s in stations)
+
+
+def fill_ratio(stations: Stations) -> float:
+    capacity = sum(s.get("capacity") or 0 for s in stations)
+    return min(1.0, total(stations, "bikes") / capacity) if capacity > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A zone metric of the choropleth: its label, how to compute it from the zone's stations, how to show it."""
+
+    label: str
+    value: Callable[[Stations], float]
+    colours: list[list[Any]]
+    share: bool  # a share in [0, 1] (else a count, scaled to the largest zone)
+
+
+METRICS = {
+    "fill": Metric("Fill ratio (bikes / capacity)", fill_ratio, FILL_COLOURS, True),
+    "empty": Metric("Share of empty stations", lambda ss: sum(latest(s).get("bikes") == 0 for s in ss) / len(ss),
+                    EMPTY_COLOURS, True),
+    "ebike": Metric("E-bikes available", lambda ss: total(ss, "ebike"), COUNT_COLOURS, False),
+    "bikes": Metric("Bikes available", lambda ss: total(ss, "bikes"), COUNT_COLOURS, False),
+    "docks": Metric("Free docks", lambda ss: total(ss, "docks_free"), COUNT_COLOURS, False),
+}
+DEFAULT_METRIC = "fill"
+
+STATES = {  # state → (legend label, marker colour), in legend order
+    "empty": ("No bike", "#d73027"),
+    "few": ("1–2 bikes", "#fc8d59"),
+    "ok": ("Bikes and free docks", "#1a9850"),
+    "full": ("No free dock", "#4575b4"),
+    "closed": ("Closed (not installed or not renting)", "#8c8c8c"),
+}
+
+
+def state(station: dict[str, Any]) -> str:
+    now = latest(station)
+    if now.get("is_installed") is False or now.get("is_renting") is False:
+        return "closed"
+    if (now.get("bikes") or 0) == 0:
+        return "empty"
+    if now.get("docks_free") == 0:
+        return "full"
+    return "few" if now["bikes"] <= 2 else "ok"
+
+
+STATION_HOVER = ("<b>%{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]} · %{customdata[3]}<br>"
+                 "Bikes: %{customdata[4]} (%{customdata[5]} mechanical / %{customdata[6]} e-bike)<br>"
+                 "Free docks: %{customdata[7]} · capacity %{customdata[8]}<br>"
+                 "Updated %{customdata[9]} (%{customdata[10]} ago)<extra></extra>")
 
 
 @ui.guarded
-def layout(zone: str | None = None, **_query: str) -> html.Div:
+def layout(zone: str | None = None, metric: str | None = None, **_query: str) -> html.Div:
     zones = store.current().live_zones()
-    warning = None
+    warnings = []
     if zone is not None and zone not in zones:
-        warning = ui.notice(f"Invalid input: unknown zone {zone[:80]!r}; showing every zone.", "invalid")
+        warnings.append(ui.notice(f"Invalid input: unknown zone {zone[:80]!r}; showing every zone.", "invalid"))
         zone = None
+    if metric is not None and metric not in METRICS:
+        warnings.append(ui.notice(f"Invalid input: unknown metric {metric[:40]!r}; showing the fill ratio.",
+                                  "invalid"))
+        metric = None
     return html.Div([
         html.H2(NAME),
-        warning,
-        html.Div([html.Label("Zone", htmlFor="live-zone"),
-                  dcc.Dropdown(id="live-zone", options=zones, value=zone, placeholder="All zones", clearable=True)],
-                 className="controls"),
+        *warnings,
+        html.Div([
+            html.Label("Zone", htmlFor="live-zone"),
+            dcc.Dropdown(id="live-zone", options=zones, value=zone, placeholder="All zones (or click one on the map)",
+                         clearable=True),
+            html.Label("Colour zones by", htmlFor="live-metric"),
+            dcc.Dropdown(id="live-metric", options=[{"label": m.label, "value": k} for k, m in METRICS.items()],
+                         value=metric or DEFAULT_METRIC, clearable=False),
+        ], className="controls wide"),
         dcc.Interval(id="live-interval", interval=REFRESH_MS),
         dcc.Loading(html.Div(id="live-content")),
     ])
 
 
-def fill_ratio(station: dict[str, Any]) -> float:
-    capacity = station.get("capacity") or 0
-    bikes = (station.get("latest") or {}).get("bikes") or 0
-    return min(1.0, bikes / capacity) if capacity > 0 else 0.0
+def colour_at(scale: list[list[Any]], t: float) -> str:
+    """The colour at `t` in [0, 1] of a Plotly colour scale of hex colours, interpolated in RGB."""
+    t = min(1.0, max(0.0, t))
+    for (t0, c0), (t1, c1) in zip(scale, scale[1:], strict=False):
+        if t <= t1:
+            mix = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
+            rgb = [round(int(c0[i:i + 2], 16) * (1 - mix) + int(c1[i:i + 2], 16) * mix) for i in (1, 3, 5)]
+            return "#{:02x}{:02x}{:02x}".format(*rgb)
+    return scale[-1][1]
 
 
-def figure(stations: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+def padded(box: Box) -> Box:
+    west, south, east, north = box
+    dx, dy = max(east - west, 0.005) * VIEW_MARGIN, max(north - south, 0.005) * VIEW_MARGIN
+    return west - dx, south - dy, east + dx, north + dy
+
+
+def bounds(stations: Stations) -> Box:
+    lons, lats = [s["lon"] for s in stations], [s["lat"] for s in stations]
+    return min(lons), min(lats), max(lons), max(lats)
+
+
+def shown(value: float, metric: Metric) -> str:
+    return f"{100 * value:.0f}%" if metric.share else f"{value:,.0f}"
+
+
+def zone_traces(placed: Stations, metric: Metric, chosen: str | None, view: Box) -> list[dict[str, Any]]:
+    """Filled zones that hold stations (coloured by `metric`), outlines of the other zones in the view, and the
+    colour bar (an invisible marker trace: scatter fills have no colour scale of their own)."""
+    shapes = outlines.shapes()
+    by_zone: dict[str, Stations] = defaultdict(list)
+    for station in placed:
+        if station.get("zone") in shapes:
+            by_zone[station["zone"]].append(station)
+    values = {zone: metric.value(stations) for zone, stations in by_zone.items()}
+    top = 1.0 if metric.share else max([1.0, *values.values()])
+    traces = [{"type": "scatter", "mode": "lines", "x": x, "y": y, "name": shape.zone, "meta": ["outline"],
+               "line": {"color": "#b8bec6", "width": 0.6}, "hoverinfo": "skip", "showlegend": False}
+              for shape in shapes.values() if shape.zone not in values and shape.meets(view)
+              for x, y in [shape.xy()]]
+    for zone in sorted(values):
+        stations, shape, selected = by_zone[zone], shapes[zone], zone == chosen
+        text = (f"<b>{zone}</b> ({shape.commune})<br>{metric.label}: {shown(values[zone], metric)}<br>"
+                f"{len(stations)} stations · {total(stations, 'bikes')} bikes ({total(stations, 'ebike')} e-bikes)"
+                f" · {total(stations, 'docks_free')} free docks")
+        x, y = shape.xy()
+        traces.append({
+            "type": "scatter", "mode": "lines", "x": x, "y": y, "fill": "toself", "name": zone, "meta": ["zone"],
+            "fillcolor": colour_at(metric.colours, values[zone] / top), "opacity": 0.75 if chosen in (None, zone)
+            else 0.35, "line": {"color": "#222" if selected else "#fff", "width": 3 if selected else 1},
+            "hoveron": "fills", "hoverinfo": "text", "text": text, "showlegend": False,
+        })
+    west, south, east, north = view
+    traces.append({"type": "scatter", "mode": "markers", "x": [west], "y": [south], "meta": ["scale"],
+                   "hoverinfo": "skip", "showlegend": False,
+                   "marker": {"opacity": 0, "color": [0], "cmin": 0, "cmax": top, "colorscale": metric.colours,
+                              "colorbar": {"title": {"text": metric.label, "side": "right"}, "x": 1.0,
+                                           "tickformat": ".0%" if metric.share else ",d", "len": 0.7, "y": 0.52}}})
+    return traces
+
+
+def station_traces(stations: Stations, now: datetime, tz: Any, size: int) -> list[dict[str, Any]]:
+    """One marker trace per station state (the legend toggles them)."""
+    by_state: dict[str, Stations] = defaultdict(list)
+    for station in stations:
+        by_state[state(station)].append(station)
+    traces = []
+    for key, (label, colour) in STATES.items():
+        members = by_state.get(key, [])
+        customdata = [[s.get("name"), s.get("station_code"), s.get("zone"), label, latest(s).get("bikes"),
+                       latest(s).get("mechanical"), latest(s).get("ebike"), latest(s).get("docks_free"),
+                       s.get("capacity"), ui.fmt_time(latest(s).get("reported_at"), tz),
+                       ui.fmt_age(latest(s).get("reported_at"), now)] for s in members]
+        traces.append({"type": "scatter", "mode": "markers", "name": f"{label} ({len(members)})",
+                       "meta": ["stations", key], "x": [s["lon"] for s in members], "y": [s["lat"] for s in members],
+                       "marker": {"size": size, "color": colour, "line": {"width": 0.7, "color": "#333"}},
+                       "customdata": customdata, "hovertemplate": STATION_HOVER})
+    return traces
+
+
+def figure(stations: Stations, zone: str | None, metric: Metric, now: datetime, tz: Any) -> dict[str, Any]:
     """The map as a plain figure dict (plotly's Figure class validates every point: too slow for 1,500)."""
     placed = [s for s in stations if isinstance(s.get("lat"), int | float) and isinstance(s.get("lon"), int | float)]
-    customdata = []
-    for s in placed:
-        latest = s.get("latest") or {}
-        customdata.append([
-            s.get("name"), s.get("station_code"), s.get("zone"), latest.get("bikes"), latest.get("mechanical"),
-            latest.get("ebike"), latest.get("docks_free"), s.get("capacity"), round(100 * fill_ratio(s)),
-            ui.fmt_age(latest.get("reported_at"), now),
-        ])
-    mean_lat = sum(s["lat"] for s in placed) / len(placed) if placed else 48.86
+    chosen = [s for s in placed if zone is None or s.get("zone") == zone]
+    view = padded(bounds(placed)) if placed else (2.22, 48.80, 2.47, 48.91)
+    shape = outlines.shapes().get(zone or "")
+    focus = padded(shape.bbox) if shape else padded(bounds(chosen)) if zone and chosen else view
+    mid_lat = (focus[1] + focus[3]) / 2
     return {
-        "data": [{
-            "type": "scattergl", "mode": "markers", "x": [s["lon"] for s in placed], "y": [s["lat"] for s in placed],
-            "marker": {"size": 8, "color": [fill_ratio(s) for s in placed], "colorscale": FILL_COLOURS, "cmin": 0,
-                       "cmax": 1, "colorbar": {"title": {"text": "bikes / capacity"}, "tickformat": ".0%"},
-                       "line": {"width": 0.5, "color": "#555"}},
-            "customdata": customdata, "hovertemplate": HOVER,
-        }],
+        "data": [*zone_traces(placed, metric, zone, view), *station_traces(chosen, now, tz, 9 if zone else 6)],
         "layout": {
-            "height": 620, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}, "plot_bgcolor": "#f4f6f8",
-            "dragmode": "pan", "xaxis": {"visible": False},
-            "yaxis": {"visible": False, "scaleanchor": "x", "scaleratio": 1 / math.cos(math.radians(mean_lat))},
+            "height": 640, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}, "plot_bgcolor": "#f4f6f8",
+            "dragmode": "pan", "hovermode": "closest", "uirevision": zone or "all",
+            "legend": {"x": 0.01, "y": 0.01, "xanchor": "left", "yanchor": "bottom", "bgcolor": "rgba(255,255,255,.8)"},
+            "xaxis": {"visible": False, "range": [focus[0], focus[2]]},
+            "yaxis": {"visible": False, "range": [focus[1], focus[3]], "scaleanchor": "x",
+                      "scaleratio": 1 / math.cos(math.radians(mid_lat))},
         },
     }
 
 
+TABLE_COLUMNS = [("name", "Station"), ("station_code", "Code"), ("zone", "Zone"), ("state", "State"),
+                 ("bikes", "Bikes"), ("mechanical", "Mechanical"), ("ebike", "E-bikes"), ("docks_free", "Free docks"),
+                 ("capacity", "Capacity"), ("updated", "Updated")]
+
+
+COUNTED = ("bikes", "mechanical", "ebike", "docks_free")
+
+
+def table_rows(stations: Stations, tz: Any) -> list[dict[str, Any]]:
+    return [{"name": s.get("name"), "station_code": s.get("station_code"), "zone": s.get("zone"),
+             "state": STATES[state(s)][0], **{k: latest(s).get(k) for k in COUNTED},
+             "capacity": s.get("capacity"), "updated": ui.fmt_time(latest(s).get("reported_at"), tz)}
+            for s in sorted(stations, key=lambda s: (str(s.get("name") or ""), s.get("station_code") or ""))]
+
+
 @ui.guarded
-def render(zone: str | None, _tick: int | None = None) -> list[Any]:
-    stations = store.current().live_stations(zone or None)
-    now = datetime.now(UTC)
-    latest = [s.get("latest") or {} for s in stations]
-    newest = max((x["reported_at"] for x in latest if isinstance(x.get("reported_at"), datetime)), default=None)
-
-    def total(key: str) -> int:
-        return sum(x.get(key) or 0 for x in latest)
-
+def render(zone: str | None, metric: str | None, _tick: int | None = None) -> list[Any]:
+    s = store.current()
+    if metric not in METRICS:
+        raise InvalidInput(f"unknown metric {str(metric)[:40]!r}")
+    stations = s.live_stations()
+    if zone:
+        zone = s.check_zone(zone)
+        chosen = [st for st in stations if st.get("zone") == zone]
+    else:
+        zone, chosen = None, stations
+    now, tz = datetime.now(UTC), s.settings.tz
+    newest = max((x["reported_at"] for x in map(latest, chosen) if isinstance(x.get("reported_at"), datetime)),
+                 default=None)
     summary = html.Div([
-        ui.stat("Stations", len(stations), "live-stations"),
-        ui.stat("Bikes", total("bikes"), "live-bikes"),
-        ui.stat("Mechanical", total("mechanical"), "live-mechanical"),
-        ui.stat("E-bikes", total("ebike"), "live-ebike"),
-        ui.stat("Free docks", total("docks_free"), "live-docks"),
-        ui.stat("Empty", sum(1 for x in latest if x.get("bikes") == 0), "live-empty"),
-        ui.stat("Full", sum(1 for x in latest if x.get("docks_free") == 0), "live-full"),
+        ui.stat("Stations", len(chosen), "live-stations"),
+        ui.stat("Bikes", total(chosen, "bikes"), "live-bikes"),
+        ui.stat("Mechanical", total(chosen, "mechanical"), "live-mechanical"),
+        ui.stat("E-bikes", total(chosen, "ebike"), "live-ebike"),
+        ui.stat("Free docks", total(chosen, "docks_free"), "live-docks"),
+        ui.stat("Empty", sum(1 for x in map(latest, chosen) if x.get("bikes") == 0), "live-empty"),
+        ui.stat("Full", sum(1 for x in map(latest, chosen) if x.get("docks_free") == 0), "live-full"),
         ui.stat("Newest snapshot", f"{ui.fmt_age(newest, now)} ago", "live-age"),
     ], className="stats")
-    return [summary, dcc.Graph(id="live-map", figure=figure(stations, now), config={"displaylogo": False})]
+    return [summary,
+            dcc.Graph(id="live-map", figure=figure(stations, zone, METRICS[metric], now, tz),
+                      config={"displaylogo": False, "scrollZoom": True}),
+            ui.section(f"Stations of {zone}" if zone else "All stations",
+                       ui.table("live-table", table_rows(chosen, tz), TABLE_COLUMNS, page_size=15))]
 
 
-callback(Output("live-content", "children"), Input("live-zone", "value"), Input("live-interval", "n_intervals"))(render)
+callback(Output("live-content", "children"), Input("live-zone", "value"), Input("live-metric", "value"),
+         Input("live-interval", "n_intervals"))(render)
+
+# A click on a zone (or on a station, for its zone) selects it in the dropdown, in the browser (assets/map.js).
+clientside_callback(ClientsideFunction("cronlake", "zoneOfClick"), Output("live-zone", "value"),
+                    Input("live-map", "clickData"), State("live-map", "figure"), State("live-zone", "options"),
+                    prevent_initial_call=True)
