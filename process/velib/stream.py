@@ -22,8 +22,6 @@ counted already; this also makes a micro-batch replayed after a crash change not
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import sys
 import time
 from collections import defaultdict
@@ -37,9 +35,9 @@ from cronlake.contracts import velib
 from cronlake.contracts.velib import FLAGS, LIVE_BUCKETS, LIVE_STATION, LIVE_ZONE, STATION, snapshot_identity
 from cronlake.core import sink
 from cronlake.core.jobs import Job
-from cronlake.core.mongo import data_db, ops_db
-from cronlake.core.opsdb import HEARTBEATS
-from cronlake.core.runner import JobError, RunContext, utcnow
+from cronlake.core.mongo import data_db
+from cronlake.core.runner import RunContext, utcnow
+from cronlake.core.streaming import Progress, add_arguments, beat, drive, kafka_messages
 
 MEASURES = ("mechanical", "ebike", "docks_free")
 WINDOW_MINUTES = 60
@@ -255,8 +253,6 @@ class LiveWriter:
         self.db = data_db(context.settings)
         self.live = LiveAverages(context.settings.tz, load_states(context))
         self.published: dict[tuple[str, str], dict] = {}
-        self.batches = 0
-        self.last_data = time.monotonic()
         context.log("stream.state_loaded", stations=len(self.live.states),
                     now=self.live.now.isoformat() if self.live.now else None)
 
@@ -281,10 +277,7 @@ class LiveWriter:
         self.live.install(changed)
         for collection, documents in written.items():
             self.published.update({(collection, d["_id"]): d for d in documents})
-        self.beat(last_batch_at=stamp, alive_at=stamp, batch_id=batch_id)
-        self.batches += 1
-        if records or malformed:
-            self.last_data = time.monotonic()
+        beat(self.context, batch_id)
         self.context.count("rows_in", len(records) + malformed)
         self.context.count("rows_out", counted)
         self.context.count("records_quarantined", malformed)
@@ -294,15 +287,6 @@ class LiveWriter:
                          stations_written=len(written[LIVE_STATION.name]), zones_written=len(written[LIVE_ZONE.name]),
                          now=now.isoformat() if now else None,
                          read_seconds=round(read_seconds, 3), write_seconds=round(time.monotonic() - started, 3))
-
-    def alive(self) -> None:
-        self.beat(alive_at=utcnow())
-
-    def beat(self, **fields: Any) -> None:
-        """This job's heartbeat document: the given times, and which process writes it."""
-        sink.upsert(ops_db(self.context.settings), HEARTBEATS, [
-            {"_id": JOB.name, **fields, "pid": os.getpid(), "host": socket.gethostname(),
-             "run_id": self.context.run_id}])
 
 
 def valid_records(rows: Iterable[Mapping[str, Any]], horizon: datetime) -> tuple[list[dict[str, Any]], int]:
@@ -322,63 +306,30 @@ def valid_records(rows: Iterable[Mapping[str, Any]], horizon: datetime) -> tuple
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=JOB.name, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trigger-seconds", type=float, default=10.0, help="micro-batch interval (default 10)")
-    parser.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
-                        help="stop after SECONDS without new data (demos, tests, benchmarks); default: run forever")
-    parser.add_argument("--max-batches", type=int, default=None, help="stop after N micro-batches")
-    parser.add_argument("--max-offsets-per-trigger", type=int, default=50000,
-                        help="read at most N messages per micro-batch (default 50000)")
-    parser.add_argument("--starting-offsets", choices=("earliest", "latest"), default="earliest",
-                        help="where a query without checkpoint starts (default earliest)")
+    add_arguments(parser, trigger_seconds=10.0, max_offsets=50000)
     return parser
 
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
     from pyspark.sql import functions as F
 
-    from cronlake.core.kafka_source import SOURCE_NAME, KafkaDataSource
-
-    spark = context.spark
-    spark.dataSource.register(KafkaDataSource)
-    writer = LiveWriter(context)
+    writer, progress = LiveWriter(context), Progress()
     checkpoint = context.lake.uri(f"checkpoints/{JOB.name}")
-    messages = (
-        spark.readStream.format(SOURCE_NAME)
-        .option("bootstrap", context.settings.kafka_bootstrap).option("topic", velib.topic(context.settings))
-        .option("startingOffsets", args.starting_offsets)
-        .option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger)).load()
-    )
-    parsed = messages.select(F.from_json("value", STATION.spark_schema(text_timestamps=True)).alias("r")).select("r.*")
+    parsed = (kafka_messages(context, velib.topic(context.settings), args)
+              .select(F.from_json("value", STATION.spark_schema(text_timestamps=True)).alias("r")).select("r.*"))
 
     def on_batch(batch: Any, batch_id: int) -> None:
         started = time.monotonic()
         rows = batch.toArrow().to_pylist()  # Arrow: much cheaper than collect() for thousands of rows
         records, malformed = valid_records(rows, utcnow() + FUTURE_TOLERANCE)
         writer.write_batch(records, batch_id, malformed, read_seconds=time.monotonic() - started)
+        progress.batch_done(bool(rows))
 
     query = (parsed.writeStream.queryName(JOB.name).foreachBatch(on_batch).option("checkpointLocation", checkpoint)
              .trigger(processingTime=f"{args.trigger_seconds} seconds").start())
     context.log("stream.started", topic=velib.topic(context.settings), checkpoint=checkpoint,
                 trigger_seconds=args.trigger_seconds)
-    last_alive = writer.last_data = time.monotonic()
-    try:
-        while query.isActive:
-            query.awaitTermination(timeout=1)
-            if time.monotonic() - last_alive >= args.trigger_seconds:
-                writer.alive()
-                last_alive = time.monotonic()
-            if args.max_batches is not None and writer.batches >= args.max_batches:
-                context.log("stream.stop", reason="max batches", batches=writer.batches)
-                break
-            # idle counts from the first planned trigger: a slow start is not idleness
-            idle = time.monotonic() - writer.last_data if query.lastProgress is not None else 0.0
-            if args.until_idle is not None and idle >= args.until_idle and not query.status["isDataAvailable"]:
-                context.log("stream.stop", reason="idle", idle_seconds=args.until_idle, batches=writer.batches)
-                break
-    finally:
-        query.stop()
-    if query.exception() is not None:
-        raise JobError(f"streaming query failed: {query.exception()}")
+    drive(context, query, args, progress)
 
 
 JOB = Job("velib_stream", build_parser, run, needs=("kafka", "lake", "spark"), long_running=True,
