@@ -439,6 +439,7 @@ def test_a_file_of_another_format_is_refused_in_one_line(tmp_path: Path) -> None
         path.write_bytes(content)
         return path
 
+    header = PORTAL_CSV.read_bytes().splitlines()[0]
     two = tmp_path / "two.zip"
     with zipfile.ZipFile(two, "w") as archive:
         archive.write(PORTAL_CSV, "a.csv")
@@ -453,6 +454,10 @@ def test_a_file_of_another_format_is_refused_in_one_line(tmp_path: Path) -> None
         (wrote("latin1.csv", "Identifiant station;Nom station\n1;Gare de l'Est à Paris\n".encode("latin-1")),
          "cannot be read as a Velib open-data CSV"),
         (wrote("image.csv.gz", b"\x89PNG\r\n"), "cannot be read as a Velib open-data CSV"),
+        (wrote("late.csv", header + "\n1;Gare de l'Est à Paris\n".encode("latin-1")),
+         "cannot be read as a Velib open-data CSV"),  # the header reads, a later row is not UTF-8
+        (wrote("truncated.csv.gz", gzip.compress(PORTAL_CSV.read_bytes())[:-200]),
+         "cannot be read as a Velib open-data CSV"),
         (wrote("broken.zip", b"not a zip"), "cannot be read as a Velib open-data CSV"),
         (two, "a zip must hold exactly one .csv file, it holds 2"),
         (empty_zip, "a zip must hold exactly one .csv file, it holds 0"),

@@ -214,6 +214,14 @@ def send(settings: Settings, records: list[dict[str, Any]], kafka_timeout_s: flo
     return result
 
 
+def fetch(source: VelibSource, nrows: int | None) -> list[dict[str, Any]]:
+    """The source's next rows; a replay file found unreadable past its header fails like a wrong file."""
+    try:
+        return source.fetch(nrows)
+    except ReplayFileError as exc:
+        raise SettingError(f"--replay-file: {exc}") from None
+
+
 def build_source(args: argparse.Namespace, settings: Settings) -> VelibSource:
     if args.source == "api":
         retry = RetryPolicy(attempts=args.http_attempts, backoff_s=args.http_backoff, timeout_s=args.http_timeout)
@@ -261,7 +269,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     fresh: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     try:
-        raw_rows = source.fetch(args.nrows)
+        raw_rows = fetch(source, args.nrows)
         context.count("rows_in", len(raw_rows))
         context.log("fetch", source=args.source, rows=len(raw_rows))
         fresh, rejects = normalise_all(source, raw_rows, context.run_id)

@@ -170,14 +170,14 @@ def read_table(path: Path) -> Iterator[tuple[list[str], Iterator[list[str]]]]:
                     f"{path}: not a Velib open-data CSV (French labels): missing column(s) {', '.join(missing)}; "
                     f"the header read is {first.strip()[:200]!r}")
             yield header, csv.reader(handle, delimiter=delimiter)
-    except (UnicodeDecodeError, OSError, zipfile.BadZipFile, csv.Error) as exc:
+    except (UnicodeDecodeError, OSError, EOFError, zipfile.BadZipFile, csv.Error) as exc:
         raise ReplayFileError(f"{path}: cannot be read as a Velib open-data CSV: {one_line(exc)}") from None
 
 
 @contextmanager
 def open_text(path: Path) -> Iterator[io.TextIOBase]:
     """The file's text (UTF-8, a BOM dropped): gunzipped for `.gz`, the single CSV member of a `.zip`."""
-    if path.suffix == ".zip":
+    if path.suffix.lower() == ".zip":
         with zipfile.ZipFile(path) as archive:
             members = [name for name in archive.namelist() if name.lower().endswith(".csv")]
             if len(members) != 1:
@@ -185,7 +185,7 @@ def open_text(path: Path) -> Iterator[io.TextIOBase]:
                                       f"{': ' + ', '.join(members[:5]) if members else ''}")
             with archive.open(members[0]) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
                 yield text
-    elif path.suffix == ".gz":
+    elif path.suffix.lower() == ".gz":
         with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as text:
             yield text
     else:
