@@ -10,12 +10,12 @@ import csv
 import gzip
 import json
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from conftest import free_port, run_cli
-from test_velib_ingest import GBFS, HISTORY, VelibApiStub, load_export, reference
+from test_velib_ingest import GBFS, HISTORY, PORTAL_CSV, VelibApiStub, load_export, reference
 
 from cronlake.contracts import velib
 from cronlake.core import settings as settings_module
@@ -240,3 +240,21 @@ def test_a_replay_file_of_another_format_fails_in_one_line(cronlake_env: dict[st
     assert lines[0].startswith(f"velib_produce: failed: --replay-file: {wrong}: not a Velib open-data CSV")
     assert "missing column(s) Identifiant station" in lines[0] and "'stationcode,numbikesavailable'" in lines[0]
     assert consume_all(cronlake_env) == []
+
+
+def test_the_portals_zip_export_replays_as_one_snapshot(cronlake_env: dict[str, str]) -> None:
+    """The `;`-separated French-label export, zipped: one run sends its stations, observed at its newest
+    `Actualisation de la donnée`; the next finds the file exhausted."""
+    with open(PORTAL_CSV, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    replay = ["--source", "replay", "--replay-file", str(PORTAL_CSV.with_suffix(".zip"))]
+    result = run_cli([*PRODUCE, *replay], cronlake_env)
+    assert result.returncode == 0, result.stderr
+    assert (last_run()["rows_in"], last_run()["rows_out"]) == (len(rows), len(rows))
+    messages = consume_all(cronlake_env)
+    newest = max(datetime.fromisoformat(r["Actualisation de la donnée"]) for r in rows)
+    assert {value["observed_at"] for _, value, _, _ in messages} == {f"{newest.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"}
+    assert sorted(value["station_code"] for _, value, _, _ in messages) == sorted(
+        r["Identifiant station"] for r in rows)
+    again = run_cli([*PRODUCE, *replay], cronlake_env)
+    assert again.returncode == 0 and last_run()["rows_in"] == 0
