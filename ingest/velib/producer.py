@@ -81,10 +81,6 @@ def describe(exc: BaseException) -> str:
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
 
 
-def snapshot_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    return velib.snapshot_identity(record)
-
-
 class SentState:
     """The identity last acknowledged per station, in `<state>/velib/sent/<topic>.json`
     (`{"last_sent": {station_code: [reported_at, counts..., flags...]}}`, fields in `velib.IDENTITY` order)."""
@@ -96,7 +92,7 @@ class SentState:
     def mark(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Records acknowledged, in the order they were sent."""
         for record in records:
-            station, *rest = snapshot_key(record)
+            station, *rest = velib.snapshot_identity(record)
             self.last[station] = rest
 
     def save(self) -> None:
@@ -133,7 +129,7 @@ def select_unsent(records: Iterable[dict[str, Any]], last_sent: Mapping[str, lis
     latest = {station: tuple(rest) for station, rest in last_sent.items()}
     chosen, duplicates = [], 0
     for record in records:
-        station, *rest = snapshot_key(record)
+        station, *rest = velib.snapshot_identity(record)
         if latest.get(station) == tuple(rest):
             duplicates += 1
             continue
@@ -279,7 +275,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
 
     batch, duplicates = select_unsent([*spooled, *fresh], state.last)
     context.count("skipped_duplicates", duplicates)
-    send_error = deliver(context, args, batch, {snapshot_key(r) for r in spooled}, state, spool) if batch else None
+    from_spool = {velib.snapshot_identity(r) for r in spooled}
+    send_error = deliver(context, args, batch, from_spool, state, spool) if batch else None
     spool.remove(spool_files)
     # after sending: a lake outage must not cost the minute's records
     keep_rejects(context, context.lake, f"quarantine/{QUARANTINE_SOURCE}/{context.run_id}", rejects)
@@ -302,7 +299,7 @@ def deliver(context: RunContext, args: argparse.Namespace, batch: list[dict[str,
     pending = [r for r, ok in zip(batch, result.acknowledged, strict=True) if not ok]
     context.count("rows_out", len(acknowledged))
     context.count("sent", len(acknowledged))
-    context.count("sent_from_spool", sum(1 for r in acknowledged if snapshot_key(r) in from_spool))
+    context.count("sent_from_spool", sum(1 for r in acknowledged if velib.snapshot_identity(r) in from_spool))
     context.log("kafka.sent", topic=velib.topic(settings), acknowledged=len(acknowledged), pending=len(pending),
                 idempotent=result.idempotent, partitions=result.partitions)
     error = None
