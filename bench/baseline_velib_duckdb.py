@@ -1,7 +1,8 @@
 """Baseline for `bench_velib_daily`: the phases of `velib_daily` written directly in DuckDB, no job around them.
 
-Parse the landing CSV files with their types, validate in one pass (counting rejects), deduplicate on
-(station_code, reported_at), write Parquet partitioned by local day, compute the station, zone and
+Parse the landing CSV files with their types, validate in one pass (counting rejects), deduplicate on the
+snapshot identity (station_code, reported_at, counts, flags; the copy observed first), write Parquet partitioned
+by the local day of observed_at, compute the station, zone and
 empty-station statistics, and upsert them into MongoDB by `_id` (MongoDB from the settings, as the job).
 What a user could write in an afternoon: the floor the job is measured against.
 
@@ -26,10 +27,11 @@ from cronlake.core.mongo import data_db  # noqa: E402
 
 COLUMNS = {"station_code": "VARCHAR", "name": "VARCHAR", "capacity": "INTEGER", "bikes": "INTEGER",
            "mechanical": "INTEGER", "ebike": "INTEGER", "docks_free": "INTEGER", "is_installed": "BOOLEAN",
-           "is_renting": "BOOLEAN", "is_returning": "BOOLEAN", "reported_at": "VARCHAR", "lat": "DOUBLE",
+           "is_renting": "BOOLEAN", "is_returning": "BOOLEAN", "reported_at": "VARCHAR", "observed_at": "VARCHAR",
+           "lat": "DOUBLE",
            "lon": "DOUBLE", "zone": "VARCHAR", "insee_code": "VARCHAR"}
-STATION = """SELECT station_code, day, max_by(name, reported_at) AS name, max_by(zone, reported_at) AS zone,
-    max_by(capacity, reported_at) AS capacity, count(*) AS samples, avg(bikes) AS avg_bikes,
+STATION = """SELECT station_code, day, max_by(name, observed_at) AS name, max_by(zone, observed_at) AS zone,
+    max_by(capacity, observed_at) AS capacity, count(*) AS samples, avg(bikes) AS avg_bikes,
     min(bikes) AS min_bikes, max(bikes) AS max_bikes, avg(mechanical) AS avg_mechanical, avg(ebike) AS avg_ebike,
     avg(docks_free) AS avg_docks_free, min(docks_free) AS min_docks_free, max(docks_free) AS max_docks_free,
     count(*) FILTER (bikes = 0) AS zero_bike_samples, count(*) FILTER (docks_free = 0) AS zero_dock_samples
@@ -66,15 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     db.execute("SET TimeZone = 'UTC'")
     columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
     db.execute(f"""CREATE TABLE raw AS SELECT *, try_strptime(regexp_replace(reported_at, 'Z$', '+00'),
-        '%Y-%m-%dT%H:%M:%S%z') AS ts FROM read_csv('{args.input}/*.csv', header = true, auto_detect = false,
+        '%Y-%m-%dT%H:%M:%S%z') AS ts, try_strptime(regexp_replace(observed_at, 'Z$', '+00'),
+        '%Y-%m-%dT%H:%M:%S%z') AS seen FROM read_csv('{args.input}/*.csv', header = true, auto_detect = false,
         columns = {{{columns}}}, ignore_errors = true)""")
-    rejected = db.execute("""SELECT count(*) FROM raw WHERE ts IS NULL OR station_code IS NULL OR bikes < 0
-        OR docks_free < 0 OR capacity < 0 OR mechanical < 0 OR ebike < 0""").fetchone()[0]
-    db.execute(f"""CREATE TABLE fresh AS SELECT * EXCLUDE (reported_at, ts), ts AS reported_at,
-        strftime(ts AT TIME ZONE '{settings.timezone}', '%Y-%m-%d') AS day FROM raw
-        WHERE NOT (ts IS NULL OR station_code IS NULL OR bikes < 0 OR docks_free < 0 OR capacity < 0
-                   OR mechanical < 0 OR ebike < 0)
-        QUALIFY row_number() OVER (PARTITION BY station_code, ts ORDER BY bikes DESC, docks_free DESC) = 1""")
+    invalid = """ts IS NULL OR seen IS NULL OR station_code IS NULL OR bikes < 0 OR docks_free < 0 OR capacity < 0
+        OR mechanical < 0 OR ebike < 0"""
+    rejected = db.execute(f"SELECT count(*) FROM raw WHERE {invalid}").fetchone()[0]
+    db.execute(f"""CREATE TABLE fresh AS SELECT * EXCLUDE (reported_at, observed_at, ts, seen), ts AS reported_at,
+        seen AS observed_at, strftime(seen AT TIME ZONE '{settings.timezone}', '%Y-%m-%d') AS day FROM raw
+        WHERE NOT ({invalid})
+        QUALIFY row_number() OVER (PARTITION BY station_code, ts, capacity, bikes, mechanical, ebike, docks_free,
+                                   is_installed, is_renting, is_returning ORDER BY seen) = 1""")
     args.out.mkdir(parents=True, exist_ok=True)
     db.execute(f"COPY fresh TO '{args.out}' (FORMAT parquet, PARTITION_BY (day), OVERWRITE_OR_IGNORE)")
     db.execute(f"CREATE TABLE station AS {STATION}")

@@ -21,7 +21,8 @@ from cronlake.core import settings as settings_module  # noqa: E402
 from cronlake.core.spark import get_session  # noqa: E402
 
 SCHEMA = ("station_code STRING, name STRING, capacity INT, bikes INT, mechanical INT, ebike INT, docks_free INT, "
-          "is_installed BOOLEAN, is_renting BOOLEAN, is_returning BOOLEAN, reported_at TIMESTAMP, lat DOUBLE, "
+          "is_installed BOOLEAN, is_renting BOOLEAN, is_returning BOOLEAN, reported_at TIMESTAMP, "
+          "observed_at TIMESTAMP, lat DOUBLE, "
           "lon DOUBLE, zone STRING, insee_code STRING")
 
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import functions as F
 
     rows = spark.read.option("header", True).schema(SCHEMA).csv(str(args.input))
-    day = F.date_format(F.from_utc_timestamp("reported_at", settings.timezone), "yyyy-MM-dd").alias("day")
+    day = F.date_format(F.from_utc_timestamp("observed_at", settings.timezone), "yyyy-MM-dd").alias("day")
     (rows.groupBy("station_code", day)
      .agg(F.count("*").alias("samples"), F.avg("bikes").alias("avg_bikes"), F.avg("docks_free").alias("avg_docks"))
      .write.mode("overwrite").parquet(args.out.as_uri()))

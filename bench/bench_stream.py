@@ -3,10 +3,10 @@
 Starts its own embedded stack (tansu + nx-27017) on free ports in a temporary state folder, runs the real
 `velib_stream` job as a subprocess (`--until-idle`), then for each rate produces station records for
 `--seconds` seconds: `rate` stations (real stations of the 2024-05-28 export, copied with suffixed codes past
-1,471), each sending one snapshot per second with `reported_at` = the current second. A watcher polls MongoDB
-every 100 ms; a record counts as delivered when its station's document shows a `latest.reported_at` at least
-as new, and its latency is that observation time minus its send time. A few warm-up records go through first,
-so the JVM and Python workers' start is not measured.
+1,471), each sending one snapshot per second with `reported_at` = `observed_at` = the current second. A watcher
+polls MongoDB every 100 ms; a record counts as delivered when its station's document shows a `latest.reported_at`
+at least as new, and its latency is that observation time minus its send time. A few warm-up records go through
+first, so the JVM and Python workers' start is not measured.
 
     python bench/bench_stream.py [--rates 25 2000] [--seconds 20] [--trigger-seconds 1]
 """
@@ -97,7 +97,8 @@ def produce(env: dict[str, str], watcher: Watcher, rate: int, seconds: float) ->
             delay = target - time.time()
             if delay > 0:
                 time.sleep(delay)
-            record = {**station, "reported_at": reported.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            stamp = reported.strftime("%Y-%m-%dT%H:%M:%SZ")
+            record = {**station, "reported_at": stamp, "observed_at": stamp,
                       "mechanical": (station["mechanical"] + second) % (station["capacity"] + 1)}
             producer.send(env["CRONLAKE_VELIB_TOPIC"], key=station["station_code"].encode(),
                           value=json.dumps(record).encode())

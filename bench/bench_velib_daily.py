@@ -133,7 +133,8 @@ def shift_days(dataset: Path, day: str, copies: int) -> None:
     for back in range(1, copies + 1):
         folder = dataset / f"day={date.fromisoformat(day) - timedelta(days=back)}"
         folder.mkdir(parents=True)
-        connection.execute(f"""COPY (SELECT * REPLACE (reported_at - INTERVAL {back} DAY AS reported_at)
+        connection.execute(f"""COPY (SELECT * REPLACE (reported_at - INTERVAL {back} DAY AS reported_at,
+                                                      observed_at - INTERVAL {back} DAY AS observed_at)
             FROM read_parquet('{source}/*.parquet')) TO '{folder}/part-history-00000.parquet' (FORMAT parquet)""")
 
 

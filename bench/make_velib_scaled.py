@@ -3,8 +3,8 @@ of every station per `--every-minutes` (1 → ~2 million snapshots a day: ~1,400
 
 The 2022 history (collections every ~30-60 min) is normalised once with `ingest.velib.records`. For each
 target minute, the latest recorded collection at or before the same time of the matching source day is
-copied with reported_at set to the target minute. Output day k (local Europe/Paris days from `--start`) copies
-history day k+1 (wrapping after 20 days), so each bench day has a real day's daily pattern.
+copied with reported_at and observed_at set to the target minute. Output day k (local Europe/Paris days from
+`--start`) copies history day k+1 (wrapping after 20 days), so each bench day has a real day's daily pattern.
 Files: one per hour, named `velib-scaled-<UTC hour>.csv`, with the landing CSV header.
 
     python bench/make_velib_scaled.py --out /tmp/velib-scaled --every-minutes 1 --days 1
@@ -35,7 +35,7 @@ HISTORY_NAME = "history_2022-05-12_to_2022-06-01.csv.gz"
 PARIS = ZoneInfo("Europe/Paris")
 FIRST_SOURCE_DAY = date(2022, 5, 13)  # the first complete local day of the history
 SOURCE_DAYS = 20
-REPORTED_AT = STATION.names.index("reported_at")
+TIMES = [STATION.names.index(name) for name in ("reported_at", "observed_at")]
 
 
 def load_collections(data: Path = DATA) -> tuple[list[datetime], list[list[list[str]]]]:
@@ -79,7 +79,7 @@ def generate(out: Path, days: int = 1, every_minutes: int = 10, start: date = da
             stamp = target.strftime("%Y-%m-%dT%H:%M:%SZ")
             writer = handles[name][1]
             for cells in collection:
-                writer.writerow([*cells[:REPORTED_AT], stamp, *cells[REPORTED_AT + 1:]])
+                writer.writerow([stamp if index in TIMES else cell for index, cell in enumerate(cells)])
             written += len(collection)
     for handle, _ in handles.values():
         handle.close()

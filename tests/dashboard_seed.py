@@ -47,17 +47,17 @@ SLICE = Path(__file__).resolve().parent / "fixtures" / "dashboard"
 
 
 def load_records(folder: Path = SLICE) -> list[dict[str, Any]]:
-    """The slice as normalised Velib records (`reported_at` an ISO string), one per (station, reported_at)
-    as the producer would send them, in time order."""
+    """The slice as normalised Velib records (times as ISO strings), one per snapshot identity (the copy observed
+    first) as the producer would send them, in observation order."""
     meta = json.loads((folder / "stations.json").read_text(encoding="utf-8"))
     index = StationIndex.from_feeds([{"data": {"stations": meta["gbfs_station_information"]}}], meta["api_export"],
                                     ZoneMap.from_folder())
-    unique: dict[tuple[str, str], dict[str, Any]] = {}
+    unique: dict[tuple[Any, ...], dict[str, Any]] = {}
     with gzip.open(folder / "velib_history_slice.csv.gz", "rt", encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             record = normalise_history_row(row, index)
-            unique.setdefault((record["station_code"], record["reported_at"]), record)
-    return sorted(unique.values(), key=lambda r: (r["reported_at"], r["station_code"]))
+            unique.setdefault(velib.snapshot_identity(record), record)
+    return sorted(unique.values(), key=lambda r: (r["observed_at"], r["station_code"]))
 
 
 def csv_text(records: list[dict[str, Any]], header: list[str] | None = None) -> str:

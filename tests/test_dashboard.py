@@ -385,8 +385,9 @@ def test_empty_and_full_stations_for_a_day(seeded: dict[str, Any], browser: webd
             assert text_of(browser, f"extremes-{kind}-count") == str(len(docs))
             rows = table(browser, f"extremes-{kind}")
             assert [r["station_code"] for r in rows] == [d["station_code"] for d in docs][:25]
-            assert int(rows[0][counter]) == docs[0][counter]
-            assert as_number(rows[0]["share"]) == round(100 * docs[0][counter] / docs[0]["samples"], 1)
+            if docs:  # the latest day (one collection after midnight) may have no empty station
+                assert int(rows[0][counter]) == docs[0][counter]
+                assert as_number(rows[0]["share"]) == round(100 * docs[0][counter] / docs[0]["samples"], 1)
         if day == days[-1]:
             screenshot(browser, "extremes")
 

@@ -120,16 +120,17 @@ def test_status_names_services_last_runs_and_backlog(cronlake_env):
     assert "error: a service does not answer" in down.stderr
 
 
-def velib_file(*reported_at: str) -> bytes:
-    """A landing CSV of velib records (contract header) with these `reported_at` values."""
+def velib_file(*observed_at: str) -> bytes:
+    """A landing CSV of velib records (contract header) observed (and reported) at these times."""
     header = ",".join(STATION.csv_header())
-    rows = [",".join("12001" if f == "station_code" else t if f == "reported_at" else "1" for f in STATION.csv_header())
-            for t in reported_at]
+    rows = [",".join("12001" if f == "station_code" else t if f in ("reported_at", "observed_at") else "1"
+                     for f in STATION.csv_header())
+            for t in observed_at]
     return ("\n".join([header, *rows]) + "\n").encode()
 
 
 def test_replay_moves_back_the_files_holding_data_of_the_days(cronlake_env):
-    """Files are chosen by their data's days (reported_at in Paris time), whatever day they were written."""
+    """Files are chosen by their data's days (observed_at in Paris time), whatever day they were written."""
     root = lake_path(cronlake_env)
     paris = ZoneInfo("Europe/Paris")
     written = datetime(2024, 5, 1, 12, 0, tzinfo=paris)  # all landed long after the data: never a criterion
@@ -155,7 +156,7 @@ def test_replay_moves_back_the_files_holding_data_of_the_days(cronlake_env):
     nothing = run_cli([script("replay"), "--source", "velib", "--from", "2024-04-20", "--to", "2024-04-21"],
                       cronlake_env, timeout=60)
     assert nothing.returncode != 0
-    message = "no archived file of velib holds data (reported_at) of 2024-04-20..2024-04-21"
+    message = "no archived file of velib holds data (observed_at) of 2024-04-20..2024-04-21"
     assert message in nothing.stderr + nothing.stdout
     assert all((root / relative).exists() for relative in others)
 

@@ -42,25 +42,27 @@ def run_job(*args: str) -> None:
     assert velib_daily.JOB.main(list(args)) == 0
 
 
-def preference(row: dict[str, str]) -> tuple[int, ...]:
-    return tuple(int(row[c]) for c in ("bikes", "docks_free", "mechanical", "ebike", "capacity"))
+def identity(row: dict[str, str]) -> tuple[str, ...]:
+    """A CSV row's snapshot identity: station, reported_at, counts and flags, as text."""
+    return tuple(row[c] for c in ("station_code", "reported_at", "capacity", "bikes", "mechanical", "ebike",
+                                  "docks_free", "is_installed", "is_renting", "is_returning"))
 
 
 def expected_from_csv(files: list[Path]) -> dict[str, dict]:
-    """The statistics recomputed with the csv module: dedupe on (station, reported_at) keeping the copy with the
-    most bikes then docks (the job's documented rule for conflicting copies), day in Paris."""
-    snapshots: dict[tuple[str, str], dict] = {}
+    """The statistics recomputed with the csv module: one sample per distinct identity (station, reported_at,
+    counts, flags), the copy observed first; day = the Paris date of observed_at."""
+    snapshots: dict[tuple[str, ...], dict] = {}
     for file in files:
         with open(file, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
-                key = (row["station_code"], row["reported_at"])
-                if key not in snapshots or preference(row) > preference(snapshots[key]):
+                key = identity(row)
+                if key not in snapshots or row["observed_at"] < snapshots[key]["observed_at"]:
                     snapshots[key] = row
     by_station, by_zone = defaultdict(list), defaultdict(list)
-    for (code, reported_at), row in snapshots.items():
-        moment = datetime.fromisoformat(reported_at.replace("Z", "+00:00"))
+    for row in snapshots.values():
+        moment = datetime.fromisoformat(row["observed_at"].replace("Z", "+00:00"))
         day = moment.astimezone(PARIS).date().isoformat()
-        by_station[(code, day)].append(row)
+        by_station[(row["station_code"], day)].append(row)
         by_zone[(row["zone"], day)].append(row)
 
     def ints(rows: list[dict], column: str) -> list[int]:
@@ -79,8 +81,27 @@ def expected_from_csv(files: list[Path]) -> dict[str, dict]:
               "fill_ratio": mean(ints(rows, "bikes")) / mean(ints(rows, "capacity"))}
         for key, rows in by_zone.items()
     }
+    last = {}
+    for row in sorted(snapshots.values(), key=lambda r: r["observed_at"]):
+        last[(row["station_code"], datetime.fromisoformat(row["observed_at"].replace("Z", "+00:00")).astimezone(
+            PARIS).date().isoformat())] = row
+    for key, values in stations.items():
+        values.update(name=last[key]["name"], capacity=int(last[key]["capacity"]))
     empty = {(day, code) for (code, day), values in stations.items() if values["zero_bike_samples"]}
     return {"stations": stations, "zones": zones, "empty": empty, "rows": len(snapshots)}
+
+
+def test_the_slices_hold_the_feeds_real_reserve_pattern():
+    """The real slices re-serve one (station, reported_at) with changed counts and re-serve unchanged copies:
+    the identity keeps every change once and drops every unchanged copy."""
+    rows = [row for file in SLICES for row in csv.DictReader(open(file, newline="", encoding="utf-8"))]
+    by_time: dict[tuple[str, str], set] = defaultdict(set)
+    for row in rows:
+        by_time[(row["station_code"], row["reported_at"])].add(identity(row))
+    changed = [key for key, identities in by_time.items() if len(identities) > 1]
+    assert len(changed) > 50  # 92 of the 730 (station, reported_at) come back with other counts
+    assert len(rows) > len({identity(r) for r in rows}) > len(by_time)
+    assert expected_from_csv(SLICES)["rows"] == len({identity(r) for r in rows})
 
 
 def mongo_state() -> dict[str, list[dict]]:
@@ -136,9 +157,8 @@ def test_dataframe_and_sql_statistics_are_identical(spark):
 
     status = (
         spark.read.option("header", True).schema(velib_daily.CSV_SCHEMA).csv([str(p) for p in SLICES])
-        .selectExpr("*", "to_timestamp(reported_at) AS ts").drop("reported_at", "_corrupt_record")
-        .withColumnRenamed("ts", "reported_at")
-        .withColumn("day", velib_daily.local_day(F.col("reported_at"), "Europe/Paris"))
+        .withColumns({name: F.to_timestamp(name) for name in velib_daily.TIMES}).drop("_corrupt_record")
+        .withColumn("day", velib_daily.local_day(F.col("observed_at"), "Europe/Paris"))
         .dropDuplicates(velib_daily.KEY)
     )
     by_dataframe, by_sql = daily_stats(status, "dataframe"), daily_stats(status, "sql")
@@ -179,7 +199,7 @@ def test_malformed_rows_and_wrong_header_are_quarantined(spark, cronlake_env, tm
     assert sorted(r["record"]["station_code"] for r in rejects) == sorted(row[0] for row in broken)
     run = ops_db(settings_module.load()).job_runs.find_one({"job": "velib_daily"})
     assert run["records_quarantined"] == len(broken) and run["files_quarantined"] == 1
-    assert parquet_rows(spark, cronlake_env) == len({(r[0], r[10]) for r in good[4:]})
+    assert parquet_rows(spark, cronlake_env) == len({(r[0], *r[2:11]) for r in good[4:]})  # distinct identities
 
 
 def test_spark_and_duckdb_runners_give_identical_outputs(spark, cronlake_env, tmp_path, monkeypatch):

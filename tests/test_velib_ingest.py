@@ -7,10 +7,12 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import shutil
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,13 @@ from ingest.velib.records import (
     normalise_api_record,
     normalise_history_row,
 )
-from ingest.velib.replay import HistoryReplaySource, JsonReplaySource, open_replay
+from ingest.velib.replay import HistoryReplaySource, JsonReplaySource, ReplayFileError, open_replay
 
 EXPORT = SHARED_DATA / "velib" / "api_v21_export_2024-05-28.json"
 RECORDS_PAGE = SHARED_DATA / "velib" / "api_v21_records_page_2024-04-17.json"
 VELIB_FIXTURES = FIXTURES / "velib"
 HISTORY = VELIB_FIXTURES / "history_slice.csv.gz"
+PORTAL_CSV = VELIB_FIXTURES / "velib-disponibilite-en-temps-reel_2024-05-28.csv"
 GBFS = VELIB_FIXTURES / "gbfs_2022-02-23" / "station_information.json"
 EXPORT_SLICE = VELIB_FIXTURES / "api_v21_export_2024-05-28.json"
 FAST = RetryPolicy(attempts=3, backoff_s=0.01, max_wait_s=5, timeout_s=2)
@@ -223,6 +226,8 @@ def test_api_records_normalise_to_the_raw_values() -> None:
         assert (record["lat"], record["lon"]) == (raw["coordonnees_geo"]["lat"], raw["coordonnees_geo"]["lon"])
         assert record["zone"] == raw["nom_arrondissement_communes"]
         assert record["insee_code"] == raw["code_insee_commune"]
+        assert record["observed_at"] == record["reported_at"]  # no fetch time given: the record's own
+        assert normalise_api_record(raw, observed_at="2024-05-28T20:31:00Z")["observed_at"] == "2024-05-28T20:31:00Z"
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -287,6 +292,7 @@ def test_history_rows_normalise_to_the_raw_values_in_both_formats() -> None:
             "is_renting": row["Borne de paiement disponible"] == "1",
             "is_returning": row["Retour vélib possible"] == "1",
             "reported_at": (local - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "observed_at": row["snapshot_commit_time_utc"],
             "lat": station["lat"],
             "lon": station["lon"],
             "zone": export[station["stationCode"]]["nom_arrondissement_communes"],
@@ -318,6 +324,8 @@ def test_history_rows_that_cannot_be_mapped_are_rejected_with_a_reason() -> None
         ({"Vélos électriques disponibles": ""}, "missing Vélos électriques disponibles"),
         ({"Retour vélib possible": "2"}, "Retour vélib possible is not a flag"),
         ({"Actualisation de la donnée": "12/05/2022 11:19"}, "is not a local time"),
+        ({"snapshot_commit_time_utc": "2022-05-12 10:22"}, "snapshot_commit_time_utc has no UTC offset"),
+        ({"snapshot_commit_time_utc": ""}, "no observation time"),
     ]:
         with pytest.raises(RecordError) as error:
             normalise_history_row({**good, **change}, index)
@@ -357,7 +365,7 @@ def test_csv_rows_that_do_not_fit_are_refused() -> None:
         bad[STATION.names.index(column)] = cell
         with pytest.raises(RecordError, match=reason):
             STATION.from_csv_row(bad)
-    with pytest.raises(RecordError, match="expected 15 columns"):
+    with pytest.raises(RecordError, match=f"expected {len(STATION.names)} columns"):
         STATION.from_csv_row(row[:-1])
 
 
@@ -399,3 +407,66 @@ def test_history_replay_serves_one_snapshot_per_fetch_and_remembers_its_position
     assert open_replay(HISTORY, tmp_path).fetch(5) == [r for r in rows
                                                        if r["snapshot_commit_time_utc"] == snapshots[2]][:5]
     assert open_replay(HISTORY, tmp_path).fetch(None) == []
+
+
+def test_the_portals_csv_export_and_its_zip_replay_as_one_snapshot(tmp_path: Path) -> None:
+    """The `;`-separated export with French labels (real 2024 values in the export layout) and the same file
+    zipped: one snapshot, observed at its newest `Actualisation de la donnée`, normalised like the v2.1 JSON
+    export of the same stations (position and commune from the row; no GBFS needed)."""
+    with open(PORTAL_CSV, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    export = {e["stationcode"]: e for e in json.loads(EXPORT_SLICE.read_text(encoding="utf-8"))}
+    newest = max(datetime.fromisoformat(r["Actualisation de la donnée"]) for r in rows)
+    for original in (PORTAL_CSV, PORTAL_CSV.with_suffix(".zip")):
+        path = tmp_path / original.name  # alone in its folder: no GBFS feed next to it
+        shutil.copy(original, path)
+        source = open_replay(path, tmp_path / original.suffix)
+        fetched = source.fetch(None)
+        assert fetched == rows
+        records = [source.normalise(r) for r in fetched]
+        assert source.fetch(None) == []  # one snapshot, served once
+        api = JsonReplaySource(EXPORT_SLICE, source.station_index.zone_map)
+        assert records == [api.normalise(export[r["Identifiant station"]]) for r in rows]
+        for record, row in zip(records, rows, strict=True):
+            assert record["observed_at"] == newest.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert record["is_installed"] == (row["Station en fonctionnement"] == "OUI")
+            assert f"{record['lat']}, {record['lon']}" == row["Coordonnées géographiques"]
+
+
+def test_a_file_of_another_format_is_refused_in_one_line(tmp_path: Path) -> None:
+    def wrote(name: str, content: bytes) -> Path:
+        path = tmp_path / name
+        path.write_bytes(content)
+        return path
+
+    header = PORTAL_CSV.read_bytes().splitlines()[0]
+    two = tmp_path / "two.zip"
+    with zipfile.ZipFile(two, "w") as archive:
+        archive.write(PORTAL_CSV, "a.csv")
+        archive.write(PORTAL_CSV, "b.csv")
+    empty_zip = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty_zip, "w") as archive:
+        archive.writestr("readme.txt", "no data")
+    cases = [
+        (tmp_path / "missing.csv", "no such replay file"),
+        (wrote("stations.xlsx", b"PK\x03\x04"), "expected a Velib open-data CSV (.csv, .csv.gz, .zip)"),
+        (wrote("api.csv", b"stationcode,numbikesavailable\n16107,3\n"), "missing column(s) Identifiant station"),
+        (wrote("latin1.csv", "Identifiant station;Nom station\n1;Gare de l'Est à Paris\n".encode("latin-1")),
+         "cannot be read as a Velib open-data CSV"),
+        (wrote("image.csv.gz", b"\x89PNG\r\n"), "cannot be read as a Velib open-data CSV"),
+        (wrote("late.csv", header + "\n1;Gare de l'Est à Paris\n".encode("latin-1")),
+         "cannot be read as a Velib open-data CSV"),  # the header reads, a later row is not UTF-8
+        (wrote("truncated.csv.gz", gzip.compress(PORTAL_CSV.read_bytes())[:-200]),
+         "cannot be read as a Velib open-data CSV"),
+        (wrote("broken.zip", b"not a zip"), "cannot be read as a Velib open-data CSV"),
+        (two, "a zip must hold exactly one .csv file, it holds 2"),
+        (empty_zip, "a zip must hold exactly one .csv file, it holds 0"),
+        (wrote("answer.json", b"{\"error\": \"quota\"}"), "not a v2.1 JSON answer"),
+        (wrote("truncated.json", b"[{\"stationcode\": "), "not a v2.1 JSON answer"),
+    ]
+    for path, message in cases:
+        with pytest.raises(ReplayFileError) as error:
+            source = open_replay(path, tmp_path / "state", gbfs=[GBFS])
+            source.fetch(None)
+        assert message in str(error.value), path.name
+        assert "\n" not in str(error.value), path.name

@@ -1,11 +1,13 @@
 """The live-averages streaming job: Kafka → cronlake_kafka source → foreachBatch → MongoDB, restart without double
 counting; and the watchdog that keeps it running.
 
-Records are the real stations of a slice of the 2024-05-28 API export, replayed as snapshots every 7 minutes from
-23:20 to 01:33 Paris time (two local days, more than an hour); counts vary by step so that averages differ from
-the last values. Expected averages are computed here in plain Python from the produced records, with the job's
-documented definitions: "now" = newest reported_at, "today" = its Paris day, "last hour" = the 60 one-minute
-buckets ending with now's minute; a (station, reported_at) counts once.
+Records are the real stations of a slice of the 2024-05-28 API export, observed every 7 minutes from 23:20 to
+01:33 Paris time (two local days, more than an hour); counts vary by step so that averages differ from the last
+values, and, as in the real feed, a station's reported_at advances every second observation only (the other
+re-serves it with changed counts). Expected averages are computed here in plain Python from the produced records,
+with the job's documented definitions: "now" = newest observed_at, "today" = its Paris day, "last hour" = the 60
+one-minute buckets of observed_at ending with now's minute; a snapshot identity (station, reported_at, counts,
+flags) counts once, as first observed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from conftest import FIXTURES, run_cli
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from cronlake.contracts.velib import snapshot_identity
 from ingest.velib.records import normalise_api_record
 
 SLICE = FIXTURES / "stream" / "api_v21_export_2024-05-28_slice.json"
@@ -36,18 +39,24 @@ def stations() -> list[dict]:
     return [normalise_api_record(raw) for raw in json.loads(SLICE.read_text(encoding="utf-8"))]
 
 
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def snapshots(steps: range) -> list[dict]:
-    """Station records at START + k*STEP (+ a few seconds per station), counts varying with k."""
+    """Station records observed at START + k*STEP (+ a few seconds per station), counts varying with k; odd steps
+    re-serve the reported_at of the step before with the new counts."""
     records = []
     for k in steps:
         for index, base in enumerate(stations()):
             capacity = base["capacity"]
             mechanical = (base["mechanical"] + 2 * k) % (capacity + 1)
             ebike = (base["ebike"] + k + index) % (capacity - mechanical + 1)
-            moment = START + k * STEP + timedelta(seconds=index)
+            observed = START + k * STEP + timedelta(seconds=index)
+            reported = observed - (k % 2) * STEP - timedelta(minutes=1)
             records.append({**base, "mechanical": mechanical, "ebike": ebike, "bikes": mechanical + ebike,
                             "docks_free": capacity - mechanical - ebike,
-                            "reported_at": moment.strftime("%Y-%m-%dT%H:%M:%SZ")})
+                            "reported_at": iso(reported), "observed_at": iso(observed)})
     return records
 
 
@@ -77,8 +86,8 @@ def averages(samples: list[dict]) -> dict:
 
 def expected(records: list[dict]) -> tuple[dict, dict, str, datetime]:
     """Per station and per zone: {"today": averages, "last_hour": averages}; plus the day and window start."""
-    unique = list({(r["station_code"], r["reported_at"]): r for r in records}.values())
-    at = {id(r): datetime.fromisoformat(r["reported_at"].replace("Z", "+00:00")) for r in unique}
+    unique = first_copies(records)
+    at = {id(r): datetime.fromisoformat(r["observed_at"].replace("Z", "+00:00")) for r in unique}
     now = max(at.values())
     day = now.astimezone(PARIS).date().isoformat()
     since = now.replace(second=0) - timedelta(minutes=59)
@@ -92,8 +101,17 @@ def expected(records: list[dict]) -> tuple[dict, dict, str, datetime]:
     return result["station_code"], result["zone"], day, since
 
 
+def first_copies(records: list[dict]) -> list[dict]:
+    """One record per snapshot identity: the copy observed first."""
+    first_seen: dict[tuple, dict] = {}
+    for record in sorted(records, key=lambda r: r["observed_at"]):
+        first_seen.setdefault(snapshot_identity(record), record)
+    return list(first_seen.values())
+
+
 def assert_documents_match(db, records: list[dict]) -> None:
     by_station, by_zone, day, since = expected(records)
+    unique = first_copies(records)
     station_docs = {d["_id"]: d for d in db.velib_live_station.find()}
     zone_docs = {d["_id"]: d for d in db.velib_live_zone.find()}
     assert set(station_docs) == set(by_station)
@@ -108,13 +126,14 @@ def assert_documents_match(db, records: list[dict]) -> None:
                 for name, value in want[window].items():
                     assert doc[window][name] == pytest.approx(value), (key, window, name)
     latest = {}
-    for record in sorted(records, key=lambda r: r["reported_at"]):
+    for record in sorted(unique, key=lambda r: r["observed_at"]):
         latest[record["station_code"]] = record
     for code, record in latest.items():
         doc = station_docs[code]
         assert (doc["latest"]["mechanical"], doc["latest"]["ebike"], doc["latest"]["docks_free"]) == (
             record["mechanical"], record["ebike"], record["docks_free"])
-        assert doc["latest"]["reported_at"] == datetime.fromisoformat(record["reported_at"].replace("Z", "+00:00"))
+        for name in ("reported_at", "observed_at"):
+            assert doc["latest"][name] == datetime.fromisoformat(record[name].replace("Z", "+00:00"))
         assert (doc["zone"], doc["capacity"], doc["name"]) == (record["zone"], record["capacity"], record["name"])
     for zone, doc in zone_docs.items():
         assert doc["stations"] == sum(1 for r in latest.values() if r["zone"] == zone)
@@ -145,13 +164,17 @@ def test_live_averages_and_restart_without_double_counting(cronlake_env, spark):
     heartbeat = ops_db(settings).heartbeats.find_one({"_id": "velib_stream"})
     assert heartbeat["pid"] == os.getpid() and heartbeat["batch_id"] >= 2
 
-    # More data, plus snapshots sent again (a producer retry): the restarted query resumes from its checkpoint.
+    # More data, plus snapshots sent again (a producer retry) and step 18's snapshots re-served unchanged after
+    # step 19 (the feed stepping back to an older copy): the restarted query resumes from its checkpoint and
+    # counts neither.
     second = snapshots(range(14, 20))
-    produce_records(cronlake_env, second + first[-40:])
+    step_18 = second[-2 * len(stations()):-len(stations())]
+    reserved = [{**r, "observed_at": iso(START + 20 * STEP)} for r in step_18]
+    produce_records(cronlake_env, second + first[-40:] + reserved)
     assert run_stream() == 0
-    assert_documents_match(db, first + second)
+    assert_documents_match(db, first + second + reserved)
     runs = list(ops_db(settings).job_runs.find({"job": "velib_stream"}).sort("started_at", 1))
-    assert runs[-1]["rows_in"] == len(second) + 40, "the restart re-read only what it had not committed"
+    assert runs[-1]["rows_in"] == len(second) + 40 + len(reserved), "the restart re-read only what it had not committed"
     assert runs[-1]["rows_out"] == len(second)
 
 

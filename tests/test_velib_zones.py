@@ -11,9 +11,9 @@ import pytest
 from conftest import SHARED_DATA
 from test_velib_ingest import GBFS, HISTORY, read_history, reference
 
+from cronlake.contracts.velib_zones import ZoneMap
 from ingest.velib.records import RecordError, StationIndex, StationInfo, normalise_api_record, normalise_history_row
 from ingest.velib.replay import open_replay
-from ingest.velib.zones import ZoneMap
 
 VELIB = SHARED_DATA / "velib"
 FEED = VELIB / "gbfs_2022-02-23" / "station_information.json"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cronlake.core.contracts import Collection, Dataset, Field, RecordType
 from cronlake.core.settings import Settings, check_http_url, check_topic_name
@@ -38,16 +40,29 @@ STATION = RecordType("velib_station_snapshot", (
     Field("name"),
     *(Field(name, "int", minimum=0) for name in COUNTS),
     *(Field(name, "bool") for name in FLAGS),
-    Field("reported_at", "timestamp"),  # ISO-8601 UTC, `YYYY-MM-DDTHH:MM:SSZ`
+    Field("reported_at", "timestamp"),  # ISO-8601 UTC, `YYYY-MM-DDTHH:MM:SSZ`: when the station last reported
+    Field("observed_at", "timestamp"),  # when the producer fetched it (the history: `snapshot_commit_time_utc`)
     Field("lat", "double", optional=True),
     Field("lon", "double", optional=True),
     Field("zone"),
     Field("insee_code", optional=True),
 ))
 
+# What identifies a snapshot (docs/data-contracts.md, "Snapshot identity"): the station, its reported_at and its
+# content, the counts and flags. The feed re-serves one reported_at with new counts (a real change, kept) and
+# re-serves unchanged copies (the same identity, counted once: the copy observed first). `observed_at` is not
+# part of it: it says when a copy was seen, and is the time axis of the statistics.
+IDENTITY = ("station_code", "reported_at", *COUNTS, *FLAGS)
+
+
+def snapshot_identity(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The identity of a station record (a dict with the STATION fields)."""
+    return tuple(record[name] for name in IDENTITY)
+
+
 # --- processed datasets --------------------------------------------------------------------------------------
 
-# Deduplicated snapshots by (station_code, reported_at); `day` (the Europe/Paris date of reported_at) is the
+# Distinct snapshots by IDENTITY (the copy observed first); `day` (the Europe/Paris date of observed_at) is the
 # partition column, read back as a string.
 STATUS = Dataset("velib_status", (*STATION.fields, Field("day")), produced_by="velib_daily", partition_by=("day",))
 
@@ -73,7 +88,7 @@ LIVE_ZONE = Collection(
 # The stream's own state (`_id` = station code), from which the two live collections are recomputed.
 LIVE_BUCKETS = Collection(
     "velib_live_buckets", key=("_id",), produced_by="velib_stream",
-    fields=("info", "latest", "day", "day_sums", "batch_id", "minutes"))
+    fields=("info", "latest", "day", "day_sums", "batch_id", "minutes", "seen"))
 MODEL_RUNS = Collection(
     "velib_model_runs", key=("version",), produced_by="velib_train", indexes=(("-trained_at",),),
     fields=("version", "trained_at", "train_until", "test_from", "rows_train", "rows_test", "metrics", "path",

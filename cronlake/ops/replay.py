@@ -3,8 +3,9 @@ reprocesses them (then `scripts/backfill` recomputes the days they feed).
 
 The files of `archive/<source>/` holding data of the days FROM..TO (inclusive, in CRONLAKE_TIMEZONE) are moved
 back to `landing/<source>/` under the same name. A file's days are those of its data, not of its writing: the
-values of the source's time column (`DATA_TIME`: velib `reported_at`, UTC; retail `InvoiceDate`, local), read
-from the file, so a file landed days after its snapshots is found by their days. They are moved, not copied,
+values of the source's time column (`DATA_TIME`: velib `observed_at`, UTC, the time its batch job files the
+snapshots under; retail `InvoiceDate`, local), read from the file, so a file landed days after its snapshots is
+found by their days. They are moved, not copied,
 so the archive never holds two copies of one input; a name already present in landing is left alone and
 counted as `already_landed`. The run record counts the files moved in `rows_out` and `extra.files_replayed`.
 When no archived file holds data of those days, the run fails with that message instead of reporting success.
@@ -25,7 +26,7 @@ from cronlake.core.lake import clean
 from cronlake.core.runner import JobError, RunContext
 
 # source → (CSV column with the data's time, its strptime format, whether it is UTC rather than local time)
-DATA_TIME = {"velib": ("reported_at", "%Y-%m-%dT%H:%M:%SZ", True),
+DATA_TIME = {"velib": ("observed_at", "%Y-%m-%dT%H:%M:%SZ", True),
              "retail": ("InvoiceDate", "%m/%d/%y %H:%M", False)}
 
 

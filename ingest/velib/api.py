@@ -15,13 +15,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import requests
 
-from ingest.velib.records import normalise_api_record
-from ingest.velib.zones import ZoneMap
+from cronlake.contracts.velib_zones import ZoneMap
+from ingest.velib.records import iso_utc, normalise_api_record
 
 PAGE_LIMIT = 100
 PAGING_WINDOW = 10_000  # the API refuses offset + limit above this
@@ -153,7 +154,7 @@ def paged_records(session: requests.Session, base_url: str, nrows: int, retry: R
 
 
 class ApiSource:
-    """The live API as a `VelibSource`."""
+    """The live API as a `VelibSource`; its records are observed when `fetch` returned them."""
 
     def __init__(self, base_url: str, retry: RetryPolicy | None = None, session: requests.Session | None = None,
                  zone_map: ZoneMap | None = None):
@@ -161,9 +162,12 @@ class ApiSource:
         self.retry = retry or RetryPolicy()
         self.session = session
         self.zone_map = zone_map
+        self.observed_at: str | None = None
 
     def fetch(self, nrows: int | None) -> list[dict[str, Any]]:
-        return get_velib_data(nrows, self.base_url, self.session, self.retry)
+        records = get_velib_data(nrows, self.base_url, self.session, self.retry)
+        self.observed_at = iso_utc(datetime.now(UTC))
+        return records
 
     def normalise(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        return normalise_api_record(raw, self.zone_map)
+        return normalise_api_record(raw, self.zone_map, self.observed_at)

@@ -2,17 +2,22 @@
 
 One run: fetch the stations from the live API (`--source api`) or a recorded file (`--source replay
 --replay-file PATH`), normalise them (rows that do not fit go to `quarantine/velib_api/<run id>.rejects.jsonl`
-in the lake with their reason), drop snapshots already sent, and produce the rest to `velib.topic(settings)`
-(key = station code, value = the record as JSON, `acks=all`, idempotent when the broker supports it).
+in the lake with their reason) with `observed_at` = when they were fetched, drop the unchanged re-serves, and
+produce the rest to `velib.topic(settings)` (key = station code, value = the record as JSON, `acks=all`,
+idempotent when the broker supports it).
 
-Exactly once across runs, restarts and outages rests on two small files under `<state>/velib/`:
-- `sent/<topic>.json`: the last `reported_at` sent to the topic per station. A snapshot (station, reported_at)
-  not newer than it is skipped (counted as a duplicate, or as stale when older). It is updated only for
-  records Kafka acknowledged.
+A station's record is sent when its snapshot identity (`velib.IDENTITY`: reported_at, counts and flags) differs
+from the last one sent for the station, so a change of counts under the same reported_at is sent and an
+unchanged re-serve is not (docs/data-contracts.md, "Snapshot identity"). Exactly once across runs, restarts and
+outages rests on two small files under `<state>/velib/`:
+- `sent/<topic>.json`: the identity last sent per station, updated only for records Kafka acknowledged.
 - `spool/<topic>/*.jsonl`: records Kafka did not acknowledge (down or failing). The run then fails with a clear
   message; the next run sends the spool before new records, and deletes it only once the state is saved.
 Both are written atomically (temporary file + rename). The one window left is Kafka storing a record whose
-acknowledgement is lost: it is spooled and sent again (at-least-once at that edge).
+acknowledgement is lost: it is spooled and sent again (at-least-once at that edge; the copy carries the same
+observed_at, and the batch job and the stream count an identity once).
+
+A replay file that is not a recorded Velib format fails the run in one line with exit code 2.
 
     python -m cronlake.ops.run velib_produce [--source api|replay] [--replay-file PATH] [--nrows N]
 """
@@ -28,16 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from cronlake.contracts import velib
+from cronlake.contracts.velib_zones import DEFAULT_GEO_DIR, ZoneMap
 from cronlake.core.files import JsonState
 from cronlake.core.jobs import Job
 from cronlake.core.lake import LocalLake
 from cronlake.core.protocol import keep_rejects, reject
 from cronlake.core.runner import JobError, RunContext
-from cronlake.core.settings import Settings
+from cronlake.core.settings import SettingError, Settings
 from ingest.velib.api import ApiSource, RetryPolicy, VelibApiError, VelibSource
 from ingest.velib.records import RecordError
-from ingest.velib.replay import open_replay
-from ingest.velib.zones import DEFAULT_GEO_DIR, ZoneMap
+from ingest.velib.replay import ReplayFileError, open_replay
 
 QUARANTINE_SOURCE = "velib_api"
 
@@ -48,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", choices=("api", "replay"), default="api",
                         help="live Explore API v2.1 at CRONLAKE_VELIB_API_URL (default) or a recorded file")
     parser.add_argument("--replay-file", type=Path,
-                        help="recorded file for --source replay: the CSV history (.csv/.csv.gz; one snapshot per "
-                             "run) or a v2.1 JSON answer (records page or export list)")
+                        help="recorded file for --source replay: the open-data CSV with French labels (.csv, "
+                             ".csv.gz or a .zip holding one CSV; the portal's export or the collected history, one "
+                             "snapshot per run) or a v2.1 JSON answer (records page or export list)")
     parser.add_argument("--gbfs", type=Path, action="append", default=[],
                         help="GBFS station_information.json for a history replay (repeatable, first wins; "
                              "default: gbfs_*/station_information.json next to the replay file)")
@@ -75,21 +81,19 @@ def describe(exc: BaseException) -> str:
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
 
 
-def snapshot_key(record: Mapping[str, Any]) -> tuple[str, str]:
-    return record["station_code"], record["reported_at"]
-
-
 class SentState:
-    """The last `reported_at` acknowledged per station, in `<state>/velib/sent/<topic>.json`."""
+    """The identity last acknowledged per station, in `<state>/velib/sent/<topic>.json`
+    (`{"last_sent": {station_code: [reported_at, counts..., flags...]}}`, fields in `velib.IDENTITY` order)."""
 
     def __init__(self, folder: Path, topic: str):
-        self.file = JsonState(folder / "sent" / f"{topic}.json", {"last_reported_at": {}})
-        self.last: dict[str, str] = self.file.value["last_reported_at"]
+        self.file = JsonState(folder / "sent" / f"{topic}.json", {"last_sent": {}})
+        self.last: dict[str, list[Any]] = self.file.value.setdefault("last_sent", {})
 
     def mark(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Records acknowledged, in the order they were sent."""
         for record in records:
-            station, reported_at = snapshot_key(record)
-            self.last[station] = max(reported_at, self.last.get(station, ""))
+            station, *rest = velib.snapshot_identity(record)
+            self.last[station] = rest
 
     def save(self) -> None:
         self.file.save()
@@ -118,23 +122,20 @@ class Spool:
             self.store.delete(path)
 
 
-def select_unsent(records: Iterable[dict[str, Any]], last_sent: Mapping[str, str]
-                  ) -> tuple[list[dict[str, Any]], int, int]:
-    """The records newer than the last one sent for their station, in order; and how many were skipped as
-    duplicates (same reported_at) or as stale (older: the upstream feed sometimes steps back a little)."""
-    latest = dict(last_sent)
-    chosen, duplicates, stale = [], 0, 0
+def select_unsent(records: Iterable[dict[str, Any]], last_sent: Mapping[str, list[Any]]
+                  ) -> tuple[list[dict[str, Any]], int]:
+    """The records whose identity differs from the last one sent for their station, in order; and how many were
+    skipped as unchanged re-serves."""
+    latest = {station: tuple(rest) for station, rest in last_sent.items()}
+    chosen, duplicates = [], 0
     for record in records:
-        station, reported_at = snapshot_key(record)
-        last = latest.get(station, "")
-        if reported_at == last:
+        station, *rest = velib.snapshot_identity(record)
+        if latest.get(station) == tuple(rest):
             duplicates += 1
-        elif reported_at < last:
-            stale += 1
-        else:
-            latest[station] = reported_at
-            chosen.append(record)
-    return chosen, duplicates, stale
+            continue
+        latest[station] = tuple(rest)
+        chosen.append(record)
+    return chosen, duplicates
 
 
 @dataclass
@@ -209,6 +210,14 @@ def send(settings: Settings, records: list[dict[str, Any]], kafka_timeout_s: flo
     return result
 
 
+def fetch(source: VelibSource, nrows: int | None) -> list[dict[str, Any]]:
+    """The source's next rows; a replay file found unreadable past its header fails like a wrong file."""
+    try:
+        return source.fetch(nrows)
+    except ReplayFileError as exc:
+        raise SettingError(f"--replay-file: {exc}") from None
+
+
 def build_source(args: argparse.Namespace, settings: Settings) -> VelibSource:
     if args.source == "api":
         retry = RetryPolicy(attempts=args.http_attempts, backoff_s=args.http_backoff, timeout_s=args.http_timeout)
@@ -218,8 +227,13 @@ def build_source(args: argparse.Namespace, settings: Settings) -> VelibSource:
         raise JobError("--source replay needs --replay-file PATH")
     try:
         return open_replay(args.replay_file, settings.state_path / "velib", args.gbfs, args.stations_export)
-    except (FileNotFoundError, ValueError, RecordError) as exc:
-        raise JobError(f"replay source: {exc}") from None
+    except ReplayFileError as exc:
+        raise SettingError(f"--replay-file: {exc}") from None
+
+
+def by_time(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records in the order a station's snapshots must be sent: by observation, then report time."""
+    return sorted(records, key=lambda r: (r["observed_at"], r["reported_at"]))
 
 
 def normalise_all(source: VelibSource, raw_rows: list[dict[str, Any]], run_id: str
@@ -231,19 +245,19 @@ def normalise_all(source: VelibSource, raw_rows: list[dict[str, Any]], run_id: s
             records.append(source.normalise(raw))
         except RecordError as exc:
             rejects.append(reject(exc.reason, raw, run_id=run_id))
-    return sorted(records, key=lambda r: r["reported_at"]), rejects
+    return by_time(records), rejects
 
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
     settings = context.settings
     for name in ("rows_in", "rows_out", "records_quarantined", "sent", "sent_from_spool", "skipped_duplicates",
-                 "skipped_stale", "spooled"):
+                 "spooled"):
         context.count(name, 0)
     store = LocalLake(settings.state_path / "velib")
     source = build_source(args, settings)
     state, spool = SentState(store.root, velib.topic(settings)), Spool(store, velib.topic(settings))
     spool_files = spool.files()
-    spooled = sorted(spool.read(spool_files), key=lambda r: r["reported_at"])
+    spooled = by_time(spool.read(spool_files))
     if spool_files:
         context.log("spool.found", files=len(spool_files), records=len(spooled))
 
@@ -251,7 +265,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     fresh: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     try:
-        raw_rows = source.fetch(args.nrows)
+        raw_rows = fetch(source, args.nrows)
         context.count("rows_in", len(raw_rows))
         context.log("fetch", source=args.source, rows=len(raw_rows))
         fresh, rejects = normalise_all(source, raw_rows, context.run_id)
@@ -259,10 +273,10 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         fetch_error = str(exc)
         context.log("fetch.failed", error=fetch_error)
 
-    batch, duplicates, stale = select_unsent([*spooled, *fresh], state.last)
+    batch, duplicates = select_unsent([*spooled, *fresh], state.last)
     context.count("skipped_duplicates", duplicates)
-    context.count("skipped_stale", stale)
-    send_error = deliver(context, args, batch, {snapshot_key(r) for r in spooled}, state, spool) if batch else None
+    from_spool = {velib.snapshot_identity(r) for r in spooled}
+    send_error = deliver(context, args, batch, from_spool, state, spool) if batch else None
     spool.remove(spool_files)
     # after sending: a lake outage must not cost the minute's records
     keep_rejects(context, context.lake, f"quarantine/{QUARANTINE_SOURCE}/{context.run_id}", rejects)
@@ -273,7 +287,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
 
 
 def deliver(context: RunContext, args: argparse.Namespace, batch: list[dict[str, Any]],
-            from_spool: set[tuple[str, str]], state: SentState, spool: Spool) -> str | None:
+            from_spool: set[tuple[Any, ...]], state: SentState, spool: Spool) -> str | None:
     """Send the batch; spool what Kafka did not acknowledge, then save the state; return the failure, if any."""
     settings = context.settings
     try:
@@ -285,7 +299,7 @@ def deliver(context: RunContext, args: argparse.Namespace, batch: list[dict[str,
     pending = [r for r, ok in zip(batch, result.acknowledged, strict=True) if not ok]
     context.count("rows_out", len(acknowledged))
     context.count("sent", len(acknowledged))
-    context.count("sent_from_spool", sum(1 for r in acknowledged if snapshot_key(r) in from_spool))
+    context.count("sent_from_spool", sum(1 for r in acknowledged if velib.snapshot_identity(r) in from_spool))
     context.log("kafka.sent", topic=velib.topic(settings), acknowledged=len(acknowledged), pending=len(pending),
                 idempotent=result.idempotent, partitions=result.partitions)
     error = None

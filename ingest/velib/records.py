@@ -25,7 +25,7 @@ from cronlake.contracts.velib import STATION
 from cronlake.core.contracts import RecordError
 
 if TYPE_CHECKING:
-    from ingest.velib.zones import ZoneMap
+    from cronlake.contracts.velib_zones import ZoneMap
 
 # The open-data history gives naive local times of Paris, whatever time zone the deployment uses.
 SOURCE_TZ = ZoneInfo("Europe/Paris")
@@ -34,9 +34,15 @@ TRUE_FLAGS = ("OUI", "1", "TRUE")
 FALSE_FLAGS = ("NON", "0", "FALSE")
 
 # History CSV column (French label) -> normalised field. `Borne de paiement disponible` is the label the
-# open-data portal gives to the API's `is_renting`.
+# open-data portal gives to the API's `is_renting`. The portal's CSV export has the same labels plus the
+# position and commune columns; the 2022 history adds `snapshot_commit_time_utc` (when it was collected).
 HISTORY_ID = "Identifiant station"
+HISTORY_NAME = "Nom station"
 HISTORY_TIME = "Actualisation de la donnée"
+HISTORY_OBSERVED = "snapshot_commit_time_utc"
+HISTORY_POSITION = "Coordonnées géographiques"  # "lat, lon"
+HISTORY_COMMUNE = "Nom communes équipées"
+HISTORY_INSEE = "Code INSEE communes équipées"
 HISTORY_COUNTS = {
     "capacity": "Capacité de la station",
     "docks_free": "Nombre bornettes libres",
@@ -74,9 +80,11 @@ class StationInfo:
 class StationIndex:
     """GBFS `station_id` → station code, and station code → reference data (position, zone, INSEE code)."""
 
-    def __init__(self, code_by_id: Mapping[str, str], stations: Mapping[str, StationInfo]):
+    def __init__(self, code_by_id: Mapping[str, str], stations: Mapping[str, StationInfo],
+                 zone_map: ZoneMap | None = None):
         self.code_by_id = dict(code_by_id)
         self.stations = dict(stations)
+        self.zone_map = zone_map  # locates the stations a source row gives coordinates for
 
     @classmethod
     def from_feeds(cls, gbfs_feeds: Sequence[Mapping[str, Any]], export_records: Iterable[Mapping[str, Any]] = (),
@@ -113,7 +121,7 @@ class StationIndex:
             )
         if zone_map is not None:
             stations = {code: located(info, zone_map) for code, info in stations.items()}
-        return cls(code_by_id, stations)
+        return cls(code_by_id, stations, zone_map)
 
     @classmethod
     def from_files(cls, gbfs_paths: Sequence[Path], export_paths: Sequence[Path] = (),
@@ -125,13 +133,16 @@ class StationIndex:
             records.extend(api_records(json.loads(Path(path).read_text(encoding="utf-8"))))
         return cls.from_feeds(feeds, records, zone_map)
 
-    def resolve(self, identifier: str) -> StationInfo:
-        """The station an `Identifiant station` names: a GBFS station_id (older exports) or a station code."""
+    def code_of(self, identifier: str) -> str:
+        """The station code an `Identifiant station` names: a GBFS station_id (older exports) or a station code."""
         identifier = identifier.strip()
         if not identifier:
             raise RecordError("missing station identifier")
-        code = self.code_by_id.get(identifier, identifier)
-        station = self.stations.get(code)
+        return self.code_by_id.get(identifier, identifier)
+
+    def resolve(self, identifier: str) -> StationInfo:
+        """The reference data of the station an `Identifiant station` names."""
+        station = self.stations.get(self.code_of(identifier))
         if station is None:
             raise RecordError(f"unknown station id {identifier!r} (neither a GBFS station_id nor a station code)")
         return station
@@ -213,13 +224,32 @@ def parse_aware_time(value: Any, field: str) -> str:
 
 
 def parse_local_time(value: Any, field: str, tz: ZoneInfo = SOURCE_TZ) -> str:
-    """A naive local `YYYY-MM-DD HH:MM:SS` of `tz` (history `Actualisation de la donnée`) → UTC with Z."""
+    """A naive local `YYYY-MM-DD HH:MM:SS` of `tz` (the 2022 history's `Actualisation de la donnée`) or an
+    ISO-8601 time with an offset (the portal's CSV export) → UTC with Z."""
     text = "" if value is None else str(value).strip()
     try:
-        moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+        moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz)
     except ValueError:
-        raise RecordError(f"{field} is not a local time YYYY-MM-DD HH:MM:SS: {value!r}") from None
-    return iso_utc(moment.replace(tzinfo=tz))
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise RecordError(f"{field} is not a local time YYYY-MM-DD HH:MM:SS nor an ISO-8601 time with an "
+                              f"offset: {value!r}") from None
+    return iso_utc(moment)
+
+
+def parse_position(value: Any, field: str) -> tuple[float, float] | None:
+    """The export's `"lat, lon"` cell → (lat, lon); None when empty."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        raise RecordError(f"{field} is not 'lat, lon': {value!r}") from None
+    return lat, lon
 
 
 def station_code_of(value: Any) -> str:
@@ -229,11 +259,14 @@ def station_code_of(value: Any) -> str:
     return code
 
 
-def normalise_api_record(raw: Mapping[str, Any], zone_map: ZoneMap | None = None) -> dict[str, Any]:
+def normalise_api_record(raw: Mapping[str, Any], zone_map: ZoneMap | None = None,
+                         observed_at: str | None = None) -> dict[str, Any]:
     """An Explore API v2.1 record (live `records` page or `exports/json`) → a normalised record.
 
     With a `zone_map`, zone and INSEE code come from the coordinates (the record's commune only when it has
-    none), as for the history, so every source names the same zones.
+    none), as for the history, so every source names the same zones. `observed_at` is when the record was
+    fetched (ISO UTC); without it, the record's own `duedate` (the best known time for a record of unknown
+    origin).
     """
     if not isinstance(raw, Mapping):
         raise RecordError(f"record is not a JSON object: {type(raw).__name__}")
@@ -260,25 +293,42 @@ def normalise_api_record(raw: Mapping[str, Any], zone_map: ZoneMap | None = None
         "zone": zone,
         "insee_code": insee_code,
     }
+    record["observed_at"] = observed_at or record["reported_at"]
     return {field: record[field] for field in STATION.names}
 
 
-def normalise_history_row(row: Mapping[str, Any], station_index: StationIndex) -> dict[str, Any]:
-    """A row of the open-data CSV history (French labels) → a normalised record.
+def normalise_history_row(row: Mapping[str, Any], station_index: StationIndex,
+                          observed_at: str | None = None) -> dict[str, Any]:
+    """A row of the open-data CSV history or export (French labels) → a normalised record.
 
-    `Identifiant station` may be a GBFS station_id or a station code, flags 1/0 or OUI/NON (formats drifted
-    over time); position, zone and INSEE code come from `station_index`.
+    `Identifiant station` may be a GBFS station_id or a station code, flags 1/0 or OUI/NON, times naive local or
+    ISO with an offset (formats drifted over time). Position, zone and INSEE code come from the row's
+    `Coordonnées géographiques` when it has them (zone located like an API record's), else from `station_index`.
+    `observed_at` is the row's `snapshot_commit_time_utc` when it has one, else the given time.
     """
-    station = station_index.resolve(str(row.get(HISTORY_ID) or ""))
+    identifier = str(row.get(HISTORY_ID) or "")
+    position = parse_position(row.get(HISTORY_POSITION), HISTORY_POSITION)
+    if position is not None:
+        station = StationInfo(station_index.code_of(identifier), *position,
+                              zone=optional_text(row.get(HISTORY_COMMUNE)),
+                              insee_code=optional_text(row.get(HISTORY_INSEE)))
+        if station_index.zone_map is not None:
+            station = located(station, station_index.zone_map)
+    else:
+        station = station_index.resolve(identifier)
     if station.zone is None:
         raise RecordError(f"station {station.station_code} has no zone: no coordinates to locate it and none in "
                           "the station index")
+    observed = row.get(HISTORY_OBSERVED) or observed_at
+    if not observed:
+        raise RecordError(f"no observation time: neither {HISTORY_OBSERVED} nor the time of the fetch")
     record = {
         "station_code": station.station_code,
-        "name": str(row.get("Nom station") or "").strip(),
+        "name": str(row.get(HISTORY_NAME) or "").strip(),
         **{field: parse_count(row.get(source), source) for field, source in HISTORY_COUNTS.items()},
         **{field: parse_flag(row.get(source), source) for field, source in HISTORY_FLAGS.items()},
         "reported_at": parse_local_time(row.get(HISTORY_TIME), HISTORY_TIME),
+        "observed_at": parse_aware_time(observed, HISTORY_OBSERVED),
         "lat": station.lat,
         "lon": station.lon,
         "zone": station.zone,

@@ -2,9 +2,10 @@
 
 Each run claims the files of `landing/velib/` (CSV, header = the normalised record fields in contract order),
 reads them with an explicit schema, sends malformed rows to quarantine as rejects and files with another
-header to quarantine whole, drops snapshots already known (same station_code and reported_at, within the
-batch and in `processed/velib_status/` for the days the batch touches: a replayed file adds nothing), adds
-`day` (the Europe/Paris date of reported_at) and appends to `processed/velib_status/` partitioned by day.
+header to quarantine whole, drops snapshots already known (the same identity, `velib.IDENTITY`: station, reported_at,
+counts and flags; within the batch the copy observed first is kept; against `processed/velib_status/` for the days
+the batch touches: a replayed file adds nothing), adds `day` (the Europe/Paris date of observed_at, when the
+snapshot was seen) and appends to `processed/velib_status/` partitioned by day.
 Then, for every touched day and every `--day`, it recomputes from the whole processed day the station and zone
 statistics (`process.velib.stats`) and upserts them by key through `cronlake.core.sink`: a rerun changes nothing.
 The record, the dataset and the collections are declared in `cronlake.contracts.velib`.
@@ -33,7 +34,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
-from cronlake.contracts.velib import STATION, STATION_DAILY, STATUS, ZONE_DAILY
+from cronlake.contracts.velib import IDENTITY, STATION, STATION_DAILY, STATUS, ZONE_DAILY
 from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.lake import Lake, open_lake
@@ -50,13 +51,15 @@ SOURCE = "velib"
 RUNNERS = ("auto", "spark", "duckdb")
 CSV_SCHEMA = STATION.spark_schema(text_timestamps=True, extra=("_corrupt_record STRING",))
 # Spark reads an empty CSV cell as null, so only the fields that may not be empty text are required here
-# (reported_at has its own check).
+# (the times have their own check).
 REQUIRED = [f.name for f in STATION.fields if f.non_empty or f.kind in ("int", "bool")]
-KEY = ["station_code", "reported_at"]
-# Copies of one snapshot may disagree (the source re-serves a station with new counts but the same time): the
-# greatest by this order wins, whatever the file order or partitioning, so reruns and replays pick the same one.
-PREFERENCE = ["bikes", "docks_free", "mechanical", "ebike", "capacity", "is_installed", "is_renting", "is_returning",
-              "name", "zone", "insee_code", "lat", "lon", "day"]
+TIMES = STATION.of_kind("timestamp")  # reported_at, observed_at: ISO-8601 UTC text, parsed with one format
+KEY = list(IDENTITY)
+# Copies of one snapshot (same identity) differ at most in when they were seen and in the descriptive fields: the
+# copy observed first wins, then the greatest by the others (nulls last), whatever the file order or
+# partitioning, so reruns and replays pick the same one. Both runners sort by exactly this.
+COPY_ORDER = [("observed_at", "ASC"), ("name", "DESC"), ("zone", "DESC"), ("insee_code", "DESC"), ("lat", "DESC"),
+              ("lon", "DESC")]
 DECIMALS = 6
 TABLES = (STATION_DAILY, ZONE_DAILY)  # the collections of the DailyStats tables, in order
 
@@ -123,6 +126,7 @@ def check_headers(claim: Claim, first_line: Callable[[str], str]) -> None:
 
 def ingest(context: RunContext, claim: Claim, partitions: int | None) -> list[str]:
     """Validate, deduplicate and publish the claimed files; return the local days they touch."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     spark = context.spark
@@ -137,14 +141,15 @@ def ingest(context: RunContext, claim: Claim, partitions: int | None) -> list[st
         raw = raw.repartition(partitions)
     # Asking a repartitioned frame for its RDD would run the shuffle once more just to count: it has N parts.
     context.log("input", files=len(claim.accepted), partitions=partitions or raw.rdd.getNumPartitions())
-    raw = (
-        raw.withColumn("source_file", F.element_at(F.split(F.input_file_name(), "/"), -1))
-        .withColumn("reported_ts", F.try_to_timestamp("reported_at", F.lit("yyyy-MM-dd'T'HH:mm:ssX")))
-    )
+    raw = raw.withColumn("source_file", F.element_at(F.split(F.input_file_name(), "/"), -1))
+    for name in TIMES:
+        raw = raw.withColumn(f"{name}_ts", F.try_to_timestamp(name, F.lit("yyyy-MM-dd'T'HH:mm:ssX")))
+    problem = F.when(F.col("_corrupt_record").isNotNull(),
+                     "unparseable row (a value of the wrong type or column count)")
+    for name in TIMES:
+        problem = problem.when(F.col(f"{name}_ts").isNull(), f"{name} is not an ISO-8601 UTC time")
     problem = (
-        F.when(F.col("_corrupt_record").isNotNull(), "unparseable row (a value of the wrong type or column count)")
-        .when(F.col("reported_ts").isNull(), "reported_at is not an ISO-8601 UTC time")
-        .when(reduce(operator.or_, [F.col(c).isNull() for c in REQUIRED]), f"one of {REQUIRED} is empty")
+        problem.when(reduce(operator.or_, [F.col(c).isNull() for c in REQUIRED]), f"one of {REQUIRED} is empty")
         .when(reduce(operator.or_, [F.col(c) < 0 for c in STATION.of_kind("int")]), "negative count")
     )
     raw = raw.withColumn("problem", problem).cache()
@@ -156,14 +161,18 @@ def ingest(context: RunContext, claim: Claim, partitions: int | None) -> list[st
         by_file.setdefault(r["source_file"], []).append(
             reject(r["problem"], {k: r[k] for k in STATION.names}, file=r["source_file"], line=r["_corrupt_record"]))
     keep_rejects(claim, by_file)
+    valid = raw.where(F.col("problem").isNull())
+    for name in TIMES:
+        valid = valid.drop(name).withColumnRenamed(f"{name}_ts", name)
     valid = (
-        raw.where(F.col("problem").isNull()).drop("reported_at").withColumnRenamed("reported_ts", "reported_at")
-        .withColumn("day", local_day(F.col("reported_at"), context.settings.timezone))
+        valid.withColumn("day", local_day(F.col("observed_at"), context.settings.timezone))
         .select(*STATUS.column_names)
     )
     days = sorted(r["day"] for r in valid.select("day").distinct().collect())
     known = STATUS.read(spark, claim.lake, {"day": days}).select(*KEY)
-    unique = valid.groupBy(*KEY).agg(F.max(F.struct(*PREFERENCE)).alias("copy")).select(*KEY, "copy.*")
+    first_copy = Window.partitionBy(*KEY).orderBy(*[
+        F.col(c).asc_nulls_last() if order == "ASC" else F.col(c).desc_nulls_last() for c, order in COPY_ORDER])
+    unique = valid.withColumn("copy", F.row_number().over(first_copy)).where("copy = 1").drop("copy")
     fresh = unique.join(known, KEY, "left_anti").select(valid.columns).repartition("day").cache()
     rows_out = fresh.count()
     count_rows(context, rows_in, len(rejects), rows_out, days)

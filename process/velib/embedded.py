@@ -3,9 +3,10 @@
 Chosen by `velib_daily --runner auto` when the Spark master is local and the lake is on `file://` (one machine:
 no JVM to start, no shuffle, about 10× less time than Spark for a day of one-minute snapshots); the cluster
 keeps Spark. Same rules as `process.velib.daily` (which owns them): the CSV header check, the malformed-row
-reasons, the copy kept among conflicting copies (`PREFERENCE`, greatest first, nulls smallest as in Spark),
-the anti-join against the keys of the touched days only, Parquet partitioned by `day` published through the
-protocol, and the statistics with the very SQL text of `process.velib.stats` (DuckDB runs Spark's SQL as is).
+reasons, the copy kept among copies of one snapshot identity (`COPY_ORDER`: observed first, then the greatest
+descriptive fields, nulls last), the anti-join against the identities of the touched days only, Parquet
+partitioned by `day` published through the protocol, and the statistics with the very SQL text of
+`process.velib.stats` (DuckDB runs Spark's SQL as is).
 `tests/test_velib_daily.py` proves both runners give identical Parquet rows, rejects and MongoDB documents.
 """
 
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 
 from cronlake.contracts.velib import STATION, STATUS
 from cronlake.core.protocol import Claim, reject
-from process.velib.daily import KEY, PREFERENCE, REQUIRED, check_headers, count_rows, keep_rejects
+from process.velib.daily import COPY_ORDER, KEY, REQUIRED, TIMES, check_headers, count_rows, keep_rejects
 from process.velib.stats import STATION_SQL, ZONE_SQL
 
 if TYPE_CHECKING:
@@ -72,24 +73,26 @@ def parsed(column: str) -> str:
 
 
 def load_batch(connection: duckdb.DuckDBPyConnection, uris: list[str], required: list[str]) -> None:
-    """Table `batch`: every CSV row typed, with `reported_ts` and `problem` (NULL if valid); for rejected rows
-    their `source_file`, and for rows that did not parse their raw cells (`raw_cells`)."""
+    """Table `batch`: every CSV row typed, with `<time>_ts` for each time field and `problem` (NULL if valid); for
+    rejected rows their `source_file`, and for rows that did not parse their raw cells (`raw_cells`)."""
     files = ", ".join(f"'{local_path(uri)}'" for uri in uris)
     columns = ", ".join(f"'{name}': 'VARCHAR'" for name in FIELDS)
-    typed = ", ".join(f"{parsed(name)} AS {name}" for name in FIELDS if name != "reported_at")
+    typed = ", ".join(f"{parsed(name)} AS {name}" for name in FIELDS if name not in TIMES)
+    times = ", ".join(f"{name}, try_strptime(regexp_replace({name}, 'Z$', '+00'), '%Y-%m-%dT%H:%M:%S%z') AS {name}_ts"
+                      for name in TIMES)
+    time_problems = " ".join(f"WHEN {name}_ts IS NULL THEN '{name} is not an ISO-8601 UTC time'" for name in TIMES)
     unparseable = " OR ".join(f'("{name}" IS NOT NULL AND {parsed(name)} IS NULL)' for name in TYPES)
     required_text = str(required).replace("'", "''")
     connection.execute(f"""
         CREATE TEMP TABLE batch AS
         WITH typed AS (
-            SELECT filename, {typed}, reported_at,
-                   try_strptime(regexp_replace(reported_at, 'Z$', '+00'), '%Y-%m-%dT%H:%M:%S%z') AS reported_ts,
+            SELECT filename, {typed}, {times},
                    {unparseable} AS unparseable, [{", ".join(f'"{name}"' for name in FIELDS)}] AS cells
             FROM read_csv([{files}], header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
                           columns = {{{columns}}}, null_padding = true, strict_mode = false, filename = true)),
         checked AS (
             SELECT *, CASE WHEN unparseable THEN 'unparseable row (a value of the wrong type or column count)'
-                           WHEN reported_ts IS NULL THEN 'reported_at is not an ISO-8601 UTC time'
+                           {time_problems}
                            WHEN {" OR ".join(f"{c} IS NULL" for c in required)} THEN 'one of {required_text} is empty'
                            WHEN {" OR ".join(f"{c} < 0" for c in INT_FIELDS)} THEN 'negative count' END AS problem
             FROM typed)
@@ -123,9 +126,9 @@ def day_files(lake: Lake, dataset: str, days: list[str]) -> list[str]:
 
 
 def status_relation(files: list[str], columns: list[str]) -> str:
-    """SQL reading the processed `files` (day from the folder names, reported_at as an instant; not empty)."""
+    """SQL reading the processed `files` (day from the folder names, the times as instants; not empty)."""
     listed = ", ".join(f"'{f}'" for f in files)
-    selected = ", ".join("reported_at::TIMESTAMPTZ AS reported_at" if c == "reported_at" else c for c in columns)
+    selected = ", ".join(f"{c}::TIMESTAMPTZ AS {c}" if c in TIMES else c for c in columns)
     return f"(SELECT {selected} FROM read_parquet([{listed}], hive_partitioning = true, " \
            "hive_types = {'day': VARCHAR}))"
 
@@ -157,21 +160,20 @@ class EmbeddedRun:
         rows_in = connection.execute("SELECT count(*) FROM batch").fetchone()[0]
         found = rejects(connection)
         keep_rejects(claim, found)
-        columns = ", ".join("reported_ts AS reported_at" if c == "reported_at" else c for c in STATUS_COLUMNS[:-1])
+        columns = ", ".join(f"{c}_ts AS {c}" if c in TIMES else c for c in STATUS_COLUMNS[:-1])
         connection.execute(f"""
             CREATE TEMP VIEW valid AS
-            SELECT {columns}, strftime(reported_ts AT TIME ZONE getvariable('velib_timezone'), '%Y-%m-%d') AS day
+            SELECT {columns}, strftime(observed_at_ts AT TIME ZONE getvariable('velib_timezone'), '%Y-%m-%d') AS day
             FROM batch WHERE problem IS NULL""")
         days = [r[0] for r in connection.execute("SELECT DISTINCT day FROM valid ORDER BY day").fetchall()]
         self.earlier = {day: day_files(self.lake, STATUS.name, [day]) for day in days}
         known = [file for files in self.earlier.values() for file in files]
-        anti_join = f"ANTI JOIN {status_relation(known, KEY)} AS known USING (station_code, reported_at)" \
-            if known else ""
-        order = ", ".join(f"{c} DESC NULLS LAST" for c in PREFERENCE)
+        anti_join = f"ANTI JOIN {status_relation(known, KEY)} AS known USING ({', '.join(KEY)})" if known else ""
+        order = ", ".join(f"{c} {direction} NULLS LAST" for c, direction in COPY_ORDER)
         connection.execute(f"""
             CREATE TEMP TABLE fresh AS
             SELECT {", ".join(STATUS_COLUMNS)} FROM valid {anti_join}
-            QUALIFY row_number() OVER (PARTITION BY station_code, reported_at ORDER BY {order}) = 1""")
+            QUALIFY row_number() OVER (PARTITION BY {', '.join(KEY)} ORDER BY {order}) = 1""")
         connection.execute("DROP VIEW valid")
         connection.execute("DROP TABLE batch")
         rows_out = connection.execute("SELECT count(*) FROM fresh").fetchone()[0]

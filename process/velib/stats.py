@@ -1,12 +1,14 @@
 """Daily Velib statistics, computed two equivalent ways: the DataFrame API and Spark SQL over temp views.
 
-Input: rows of `processed/velib_status` (one per station snapshot, deduplicated, with the local `day`).
+Input: rows of `processed/velib_status` (one per distinct snapshot identity, with `day`, the local date of
+`observed_at`). A sample is a distinct snapshot: each change of counts or new report of a station counts once,
+an unchanged re-serve does not.
 Output, per engine, two DataFrames with the columns of the MongoDB collections they fill, in the same order
 (`velib_station_daily` and `velib_zone_daily` in `cronlake.contracts.velib`):
 
 - station daily (station_code, day): samples, bikes avg/min/max, mechanical/ebike/docks averages, docks
   min/max, and how many snapshots had no bike (`zero_bike_samples`) or no free dock (`zero_dock_samples`);
-  name, zone and capacity are those of the station's last snapshot of the day.
+  name, zone and capacity are those of the station's last snapshot of the day (by observed_at).
 - zone daily (zone, day): stations, samples, averages over every snapshot of the zone's stations that day,
   fill_ratio = avg bikes / avg capacity.
 """
@@ -33,7 +35,7 @@ def dataframe_stats(status: DataFrame) -> DailyStats:
     from pyspark.sql import functions as F
 
     def last(column: str):
-        return F.max_by(column, "reported_at").alias(column)
+        return F.max_by(column, "observed_at").alias(column)
 
     def zeros(column: str, alias: str):
         return F.sum((F.col(column) == 0).cast("long")).alias(alias)
@@ -61,8 +63,8 @@ def dataframe_stats(status: DataFrame) -> DailyStats:
 
 STATION_SQL = """
 SELECT station_code, day,
-       max_by(name, reported_at) AS name, max_by(zone, reported_at) AS zone,
-       max_by(capacity, reported_at) AS capacity, count(*) AS samples,
+       max_by(name, observed_at) AS name, max_by(zone, observed_at) AS zone,
+       max_by(capacity, observed_at) AS capacity, count(*) AS samples,
        avg(bikes) AS avg_bikes, min(bikes) AS min_bikes, max(bikes) AS max_bikes,
        avg(mechanical) AS avg_mechanical, avg(ebike) AS avg_ebike,
        avg(docks_free) AS avg_docks_free, min(docks_free) AS min_docks_free, max(docks_free) AS max_docks_free,

@@ -6,13 +6,15 @@ Reads the normalised station records from `velib.topic(settings)` through the `c
 - `velib_live_station` (one document per station): latest snapshot, averages of mechanical bikes, e-bikes and
   free docks since the start of the local day, and over the last hour;
 - `velib_live_zone` (one per commune/arrondissement): the same averages over the zone's samples;
-- `velib_live_buckets` (helper): per station, its newest `reported_at`, the day's running sums and per-minute
-  sums of the last 60 minutes; the two public collections are recomputed from it.
+- `velib_live_buckets` (helper): per station, its latest record, the identities counted at its newest
+  `reported_at`, the day's running sums and per-minute sums of the last 60 minutes; the two public collections
+  are recomputed from it.
 
-Time is data time: "now" is the newest `reported_at` received, "today" is its Europe/Paris day (`settings.tz`),
-"last hour" the 60 one-minute buckets (UTC) ending with now's minute. A station's record counts once, and only if
-it is newer than the station's last counted one (the producer sends each station snapshot in time order), which
-also makes a micro-batch replayed after a crash change nothing: see docs/streaming.md.
+Time is data time on the observation axis: "now" is the newest `observed_at` received, "today" is its
+Europe/Paris day (`settings.tz`), "last hour" the 60 one-minute buckets (UTC) of `observed_at` ending with now's
+minute. A station's record counts once: only if it was not observed before the station's last counted one (the
+producer sends a station's records in observation order) and its snapshot identity (`velib.IDENTITY`) was not
+counted already; this also makes a micro-batch replayed after a crash change nothing: see docs/streaming.md.
 
     python -m cronlake.ops.run velib_stream [--trigger-seconds 10] [--until-idle SECONDS] [--max-batches N]
 """
@@ -20,8 +22,6 @@ also makes a micro-batch replayed after a crash change nothing: see docs/streami
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import sys
 import time
 from collections import defaultdict
@@ -32,16 +32,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronlake.contracts import velib
-from cronlake.contracts.velib import FLAGS, LIVE_BUCKETS, LIVE_STATION, LIVE_ZONE, STATION
+from cronlake.contracts.velib import FLAGS, LIVE_BUCKETS, LIVE_STATION, LIVE_ZONE, STATION, snapshot_identity
 from cronlake.core import sink
 from cronlake.core.jobs import Job
-from cronlake.core.mongo import data_db, ops_db
-from cronlake.core.opsdb import HEARTBEATS
-from cronlake.core.runner import JobError, RunContext, utcnow
+from cronlake.core.mongo import data_db
+from cronlake.core.runner import RunContext, utcnow
+from cronlake.core.streaming import Progress, add_arguments, beat, drive, kafka_messages
 
 MEASURES = ("mechanical", "ebike", "docks_free")
 WINDOW_MINUTES = 60
 FUTURE_TOLERANCE = timedelta(hours=1)  # a clock that far ahead would freeze "now": such records are skipped
+TIMES = STATION.of_kind("timestamp")
 
 
 @dataclass
@@ -73,7 +74,9 @@ class Sums:
 
 @dataclass
 class StationState:
-    """What the job keeps per station (persisted in `velib_live_buckets`)."""
+    """What the job keeps per station (persisted in `velib_live_buckets`). `seen`: the identities counted at the
+    station's newest reported_at (as lists: station, reported_at, counts, flags), so a re-serve of one of them
+    observed later does not count again."""
 
     station_code: str
     info: dict[str, Any]
@@ -82,21 +85,37 @@ class StationState:
     day_sums: Sums = field(default_factory=Sums)
     minutes: dict[datetime, Sums] = field(default_factory=dict)
     batch_id: int = -1
+    seen: list[list[Any]] = field(default_factory=list)
 
     @property
-    def reported_at(self) -> datetime:
-        return self.latest["reported_at"]
+    def observed_at(self) -> datetime:
+        return self.latest["observed_at"]
+
+    def counts(self, record: Mapping[str, Any]) -> bool:
+        """Whether `record` is a new sample: not observed before the latest one, and an identity not yet counted."""
+        if self.latest and record["observed_at"] < self.observed_at:
+            return False
+        return list(snapshot_identity(record)) not in self.seen
+
+    def remember(self, record: Mapping[str, Any]) -> None:
+        identity = list(snapshot_identity(record))
+        newest = self.seen[0][1] if self.seen else None
+        if newest is None or record["reported_at"] > newest:
+            self.seen = [identity]
+        elif record["reported_at"] == newest:
+            self.seen.append(identity)
 
     def to_document(self, window_start: datetime) -> dict[str, Any]:
         return {"_id": self.station_code, "info": self.info, "latest": self.latest, "day": self.day,
-                "day_sums": self.day_sums.as_list(), "batch_id": self.batch_id,
+                "day_sums": self.day_sums.as_list(), "batch_id": self.batch_id, "seen": self.seen,
                 "minutes": [[minute, *sums.as_list()] for minute, sums in sorted(self.minutes.items())
                             if minute >= window_start]}
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> StationState:
-        return cls(doc["_id"], doc["info"], doc["latest"], doc["day"], Sums(*doc["day_sums"]),
-                   {minute: Sums(*sums) for minute, *sums in doc["minutes"]}, doc["batch_id"])
+        latest = {"observed_at": doc["latest"]["reported_at"], **doc["latest"]}  # states written before observed_at
+        return cls(doc["_id"], doc["info"], latest, doc["day"], Sums(*doc["day_sums"]),
+                   {minute: Sums(*sums) for minute, *sums in doc["minutes"]}, doc["batch_id"], doc.get("seen", []))
 
 
 def minute_of(moment: datetime) -> datetime:
@@ -126,55 +145,61 @@ class LiveAverages:
     def __init__(self, tz: ZoneInfo, states: Iterable[StationState] = ()):
         self.tz = tz
         self.states = {state.station_code: state for state in states}
-        self.now = max((s.reported_at for s in self.states.values()), default=None)
+        self.now = max((s.observed_at for s in self.states.values()), default=None)
 
     def apply(self, records: list[dict[str, Any]], batch_id: int) -> tuple[dict[str, StationState], int]:
         """New states of the stations `records` advance (not yet installed) and how many records counted.
 
-        `records` carry `reported_at` as an aware datetime. A record not newer than its station's last one is
-        ignored: a duplicate, a replay of an applied batch, or late data.
+        `records` carry `reported_at` and `observed_at` as aware datetimes. A record observed before its
+        station's latest one, or whose identity was counted already, is ignored: an unchanged re-serve, a replay
+        of an applied batch, or late data.
         """
-        now = max([r["reported_at"] for r in records] + ([self.now] if self.now else []), default=None)
-        if now is None:
-            return {}, 0
-        today, start = local_day(now, self.tz), window_start(now)
         by_station: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for record in records:
             by_station[record["station_code"]].append(record)
-        changed, counted = {}, 0
+        states, samples = {}, {}
         for code, station_records in by_station.items():
             old = self.states.get(code)
-            fresh = sorted((r for r in station_records if old is None or r["reported_at"] > old.reported_at),
-                           key=lambda r: r["reported_at"])
-            if not fresh:
-                continue
             state = StationState(code, {}, {}) if old is None else replace(
-                old, day_sums=replace(old.day_sums), minutes={m: replace(s) for m, s in old.minutes.items()})
+                old, day_sums=replace(old.day_sums), minutes={m: replace(s) for m, s in old.minutes.items()},
+                seen=list(old.seen))
+            fresh = []
+            for record in sorted(station_records, key=lambda r: (r["observed_at"], r["reported_at"])):
+                if state.counts(record):
+                    state.remember(record)
+                    state.latest = record
+                    fresh.append(record)
+            if fresh:
+                states[code], samples[code] = state, fresh
+        now = max([r[-1]["observed_at"] for r in samples.values()] + ([self.now] if self.now else []), default=None)
+        if now is None:
+            return {}, 0
+        today, start = local_day(now, self.tz), window_start(now)
+        for code, state in states.items():
+            fresh = samples[code]
             if state.day != today:
                 state.day, state.day_sums = today, Sums()
             for record in fresh:
-                if local_day(record["reported_at"], self.tz) == today:
+                if local_day(record["observed_at"], self.tz) == today:
                     state.day_sums.add_record(record)
-                minute = minute_of(record["reported_at"])
+                minute = minute_of(record["observed_at"])
                 if minute >= start:
                     state.minutes.setdefault(minute, Sums()).add_record(record)
             state.minutes = {m: sums for m, sums in state.minutes.items() if m >= start}
             last = fresh[-1]
             state.info = {"name": last["name"], "zone": last["zone"], "lat": last["lat"], "lon": last["lon"],
                           "capacity": last["capacity"]}
-            state.latest = {"reported_at": last["reported_at"], "bikes": last["bikes"],
-                            **{m: last[m] for m in MEASURES}, **{f: last[f] for f in FLAGS}}
+            state.latest = {"reported_at": last["reported_at"], "observed_at": last["observed_at"],
+                            "bikes": last["bikes"], **{m: last[m] for m in MEASURES}, **{f: last[f] for f in FLAGS}}
             state.batch_id = batch_id
-            changed[code] = state
-            counted += len(fresh)
-        return changed, counted
+        return states, sum(len(fresh) for fresh in samples.values())
 
     def install(self, changed: Mapping[str, StationState]) -> None:
         self.states.update(changed)
-        self.now = max((s.reported_at for s in self.states.values()), default=None)
+        self.now = max((s.observed_at for s in self.states.values()), default=None)
 
     def now_after(self, changed: Mapping[str, StationState]) -> datetime | None:
-        return max([s.reported_at for s in changed.values()] + ([self.now] if self.now else []), default=None)
+        return max([s.observed_at for s in changed.values()] + ([self.now] if self.now else []), default=None)
 
     def summaries(self, states: Mapping[str, StationState], now: datetime) -> tuple[dict, dict]:
         """(today, last_hour) Sums of every station of `states` at time `now`."""
@@ -228,8 +253,6 @@ class LiveWriter:
         self.db = data_db(context.settings)
         self.live = LiveAverages(context.settings.tz, load_states(context))
         self.published: dict[tuple[str, str], dict] = {}
-        self.batches = 0
-        self.last_data = time.monotonic()
         context.log("stream.state_loaded", stations=len(self.live.states),
                     now=self.live.now.isoformat() if self.live.now else None)
 
@@ -254,10 +277,7 @@ class LiveWriter:
         self.live.install(changed)
         for collection, documents in written.items():
             self.published.update({(collection, d["_id"]): d for d in documents})
-        self.beat(last_batch_at=stamp, alive_at=stamp, batch_id=batch_id)
-        self.batches += 1
-        if records or malformed:
-            self.last_data = time.monotonic()
+        beat(self.context, batch_id)
         self.context.count("rows_in", len(records) + malformed)
         self.context.count("rows_out", counted)
         self.context.count("records_quarantined", malformed)
@@ -268,90 +288,48 @@ class LiveWriter:
                          now=now.isoformat() if now else None,
                          read_seconds=round(read_seconds, 3), write_seconds=round(time.monotonic() - started, 3))
 
-    def alive(self) -> None:
-        self.beat(alive_at=utcnow())
-
-    def beat(self, **fields: Any) -> None:
-        """This job's heartbeat document: the given times, and which process writes it."""
-        sink.upsert(ops_db(self.context.settings), HEARTBEATS, [
-            {"_id": JOB.name, **fields, "pid": os.getpid(), "host": socket.gethostname(),
-             "run_id": self.context.run_id}])
-
 
 def valid_records(rows: Iterable[Mapping[str, Any]], horizon: datetime) -> tuple[list[dict[str, Any]], int]:
-    """Rows with every required field and a parseable `reported_at` not beyond `horizon`; and the others' count."""
+    """Rows with every required field and parseable times, observed not beyond `horizon`; and the others' count."""
     good, bad = [], 0
     for row in rows:
         record = dict(row)
-        moment = parse_time(record["reported_at"]) if record.get("reported_at") else None
-        if moment is None or moment > horizon or any(record.get(name) is None for name in STATION.not_null):
+        times = {name: parse_time(record[name]) if record.get(name) else None for name in TIMES}
+        if (any(moment is None for moment in times.values()) or times["observed_at"] > horizon
+                or any(record.get(name) is None for name in STATION.not_null)):
             bad += 1
             continue
-        record["reported_at"] = moment
-        good.append(record)
+        good.append({**record, **times})
     return good, bad
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=JOB.name, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trigger-seconds", type=float, default=10.0, help="micro-batch interval (default 10)")
-    parser.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
-                        help="stop after SECONDS without new data (demos, tests, benchmarks); default: run forever")
-    parser.add_argument("--max-batches", type=int, default=None, help="stop after N micro-batches")
-    parser.add_argument("--max-offsets-per-trigger", type=int, default=50000,
-                        help="read at most N messages per micro-batch (default 50000)")
-    parser.add_argument("--starting-offsets", choices=("earliest", "latest"), default="earliest",
-                        help="where a query without checkpoint starts (default earliest)")
+    add_arguments(parser, trigger_seconds=10.0, max_offsets=50000)
     return parser
 
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
     from pyspark.sql import functions as F
 
-    from cronlake.core.kafka_source import SOURCE_NAME, KafkaDataSource
-
-    spark = context.spark
-    spark.dataSource.register(KafkaDataSource)
-    writer = LiveWriter(context)
+    writer, progress = LiveWriter(context), Progress()
     checkpoint = context.lake.uri(f"checkpoints/{JOB.name}")
-    messages = (
-        spark.readStream.format(SOURCE_NAME)
-        .option("bootstrap", context.settings.kafka_bootstrap).option("topic", velib.topic(context.settings))
-        .option("startingOffsets", args.starting_offsets)
-        .option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger)).load()
-    )
-    parsed = messages.select(F.from_json("value", STATION.spark_schema(text_timestamps=True)).alias("r")).select("r.*")
+    parsed = (kafka_messages(context, velib.topic(context.settings), args)
+              .select(F.from_json("value", STATION.spark_schema(text_timestamps=True)).alias("r")).select("r.*"))
 
     def on_batch(batch: Any, batch_id: int) -> None:
         started = time.monotonic()
         rows = batch.toArrow().to_pylist()  # Arrow: much cheaper than collect() for thousands of rows
         records, malformed = valid_records(rows, utcnow() + FUTURE_TOLERANCE)
         writer.write_batch(records, batch_id, malformed, read_seconds=time.monotonic() - started)
+        progress.batch_done(bool(rows))
 
     query = (parsed.writeStream.queryName(JOB.name).foreachBatch(on_batch).option("checkpointLocation", checkpoint)
              .trigger(processingTime=f"{args.trigger_seconds} seconds").start())
     context.log("stream.started", topic=velib.topic(context.settings), checkpoint=checkpoint,
                 trigger_seconds=args.trigger_seconds)
-    last_alive = writer.last_data = time.monotonic()
-    try:
-        while query.isActive:
-            query.awaitTermination(timeout=1)
-            if time.monotonic() - last_alive >= args.trigger_seconds:
-                writer.alive()
-                last_alive = time.monotonic()
-            if args.max_batches is not None and writer.batches >= args.max_batches:
-                context.log("stream.stop", reason="max batches", batches=writer.batches)
-                break
-            # idle counts from the first planned trigger: a slow start is not idleness
-            idle = time.monotonic() - writer.last_data if query.lastProgress is not None else 0.0
-            if args.until_idle is not None and idle >= args.until_idle and not query.status["isDataAvailable"]:
-                context.log("stream.stop", reason="idle", idle_seconds=args.until_idle, batches=writer.batches)
-                break
-    finally:
-        query.stop()
-    if query.exception() is not None:
-        raise JobError(f"streaming query failed: {query.exception()}")
+    drive(context, query, args, progress)
 
 
 JOB = Job("velib_stream", build_parser, run, needs=("kafka", "lake", "spark"), long_running=True,
