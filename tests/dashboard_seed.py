@@ -11,8 +11,9 @@ records. `seed()` seeds the deployment the CRONLAKE_* environment points at:
 - the streaming job's update function (`process.velib.stream.LiveWriter.write_batch`) applies the slice as one
   micro-batch → velib_live_station / velib_live_zone / heartbeats;
 - the real training job `velib_train` (few small trees) → velib_model_runs / velib_predictions;
-- the real `retail_social` job on the real tweet slice (tests/fixtures/retail_social/tweets_slice.jsonl.gz, 165
-  lines of 2016-11-30) → retail_social_mentions / retail_social_daily;
+- the real `retail_social` job on the real tweets of tests/fixtures/retail_social/ (the 165-line slice of
+  2016-11-30 and the 26-tweet sample of 2021-04-24, which names no tracked brand) → retail_social_mentions /
+  retail_social_daily;
 - STAND-INS: kafka_lag (the landing consumer writes it only after consuming a real topic) and a few job_runs of
   jobs not run here (failed and died runs, so the health page has failures to show).
 """
@@ -44,7 +45,7 @@ from process.velib import model as velib_model
 from process.velib.stream import LiveWriter, valid_records
 
 SLICE = Path(__file__).resolve().parent / "fixtures" / "dashboard"
-TWEETS = SLICE.parent / "retail_social" / "tweets_slice.jsonl.gz"
+TWEETS = tuple(SLICE.parent / "retail_social" / name for name in ("tweets_slice.jsonl.gz", "tweets_sample.json"))
 
 
 def load_records(folder: Path = SLICE) -> list[dict[str, Any]]:
@@ -102,8 +103,10 @@ def seed_model() -> None:
 
 
 def seed_social(settings: Settings) -> None:
-    """The real retail_social job on the real tweet slice."""
-    open_lake(settings).put_bytes(f"landing/{retail_social.SOURCE}/{TWEETS.name}", TWEETS.read_bytes())
+    """The real retail_social job on the real tweet slice and sample."""
+    lake = open_lake(settings)
+    for path in TWEETS:
+        lake.put_bytes(f"landing/{retail_social.SOURCE}/{path.name}", path.read_bytes())
     if retail_social.JOB.main([]) != 0:
         raise RuntimeError("retail_social failed while seeding the dashboard tests")
 

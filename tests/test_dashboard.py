@@ -8,6 +8,7 @@ Screenshots of every page go to artifacts/screenshots/ (git-ignored; the README'
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -578,7 +579,7 @@ def test_catalog_page_lists_searches_and_shows_versions_quality_lineage(catalogu
 
 
 def expected_social() -> dict[str, Any]:
-    """The social page's figures recomputed from the seeded tweet slice with the json module alone."""
+    """The social page's figures for the seeded tweet slice, recomputed from it with the json module alone."""
     from test_retail_social import brands_of, parsed_slice
 
     tweets, _malformed = parsed_slice()
@@ -598,16 +599,26 @@ def expected_social() -> dict[str, Any]:
 
 
 def mention_traces(driver: webdriver.Chrome) -> dict[str, dict[str, int]]:
-    """The mentions chart as {brand: {window: count}}."""
-    traces = driver.execute_script("return document.querySelector('#social-mentions .js-plotly-plot').data"
-                                   ".map(trace => [trace.name, trace.x, trace.y])")
+    """The mentions chart as {brand: {window: count}} ({} while it is not drawn)."""
+    traces = driver.execute_script("const plot = document.querySelector('#social-mentions .js-plotly-plot');"
+                                   "return plot && plot.data ? plot.data.map(t => [t.name, t.x, t.y]) : [];")
     return {name: dict(zip(xs, ys, strict=True)) for name, xs, ys in traces}
 
 
 def test_social_page_mentions_brands_languages_hashtags(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
+    from test_retail_social import SAMPLE
+
     want = expected_social()
     [day] = want["day"]
-    open_page(browser, seeded["url"] + "/retail/social", "#social-brand-table tbody td")
+    sample = json.loads(SAMPLE.read_text())
+    [sample_day] = {datetime.strptime(t["created_at"], "%a %b %d %H:%M:%S %z %Y").strftime("%Y-%m-%d") for t in sample}
+    open_page(browser, seeded["url"] + "/retail/social", ".notice.hint")  # the latest day: the sample's
+    assert text_of(browser, "social-posts") == str(len(sample))
+    hint = browser.find_element(By.CSS_SELECTOR, ".notice.hint").text
+    assert hint == f"No post of {sample_day} names a tracked brand."
+    pick(browser, "social-day", day, day)
+    wait_text(browser, "social-posts", str(want["posts"]))
+    WebDriverWait(browser, WAIT_S).until(lambda d: table(d, "social-brand-table") and mention_traces(d))
     assert text_of(browser, "social-posts") == str(want["posts"])
     assert text_of(browser, "social-retweets") == str(want["retweets"])
     assert text_of(browser, "social-retweet-share") == f"{100 * want['retweets'] / want['posts']:.1f}"
@@ -637,8 +648,8 @@ def test_social_page_mentions_brands_languages_hashtags(seeded: dict[str, Any], 
 
     open_page(browser, seeded["url"] + f"/retail/social?day={day}&brand={brand}", "#social-mentions .js-plotly-plot")
     WebDriverWait(browser, WAIT_S).until(lambda d: list(mention_traces(d)) == [brand])
-    open_page(browser, seeded["url"] + "/retail/social?brand=%24where", "#social-mentions .js-plotly-plot")
+    open_page(browser, seeded["url"] + f"/retail/social?day={day}&brand=%24where", "#social-mentions .js-plotly-plot")
     assert "unknown brand" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text
-    assert list(mention_traces(browser)) == top
-    open_page(browser, seeded["url"] + "/retail/social?day=2016-12-01", "#social-mentions .js-plotly-plot")
+    WebDriverWait(browser, WAIT_S).until(lambda d: list(mention_traces(d)) == top)
+    open_page(browser, seeded["url"] + "/retail/social?day=2016-12-01", "#social-posts")
     assert "no retail_social_daily data for 2016-12-01" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text

@@ -63,6 +63,8 @@ def brands_chart(totals: list[dict[str, Any]], limit: int = 15) -> go.Figure:
 @ui.guarded
 def mentions_section(day: str, granularity: str, chosen: list[str], posts: int) -> html.Div:
     rows = queries.mentions(store.current(), day, granularity)
+    if not rows:
+        return html.Div(ui.notice(f"No post of {day} names a tracked brand.", "hint"))
     totals = queries.brand_totals(rows)
     shown = chosen or [r["brand"] for r in totals[:queries.DEFAULT_BRANDS]]
     labels, counts = queries.series(rows, shown, granularity)

@@ -4,7 +4,7 @@ picks, and the per-brand totals and series the page draws.
 
 Nothing here writes; the job creates the collections' indexes (see `cronlake/contracts/retail_social.py`). A day
 arrives already checked against `retail_social_daily` (`Store.check_day`), brands are checked against the brands
-the mentions collection holds, so queries filter on validated values only. An empty selection raises `NoData`.
+the mentions collection holds, so queries filter on validated values only. A day without a summary raises `NoData`.
 """
 
 from __future__ import annotations
@@ -59,14 +59,12 @@ def summary(store: Store, day: str) -> dict[str, Any]:
 
 
 def mentions(store: Store, day: str, granularity: str) -> list[dict[str, Any]]:
-    """Every brand's mention counts per window of `granularity` starting on `day` (UTC), oldest first."""
+    """Every brand's mention counts per window of `granularity` starting on `day` (UTC), oldest first; none on a
+    day whose posts name no tracked brand."""
     following = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
     query = {"granularity": granularity, "window_start": {"$gte": f"{day}T00:00:00Z", "$lt": f"{following}T00:00:00Z"}}
     fields = ("brand", "window_start", "mentions")
-    rows = list(store.data[MENTIONS.name].find(query, projection(fields)).sort([("window_start", ASCENDING)]))
-    if not rows:
-        raise NoData(MENTIONS)
-    return rows
+    return list(store.data[MENTIONS.name].find(query, projection(fields)).sort([("window_start", ASCENDING)]))
 
 
 def brand_totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
