@@ -15,26 +15,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import duckdb
+from _common import DATA, machine_line, run_job, throwaway_stack
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from cronlake.core import settings as settings_module  # noqa: E402
-from cronlake.ops import embedded  # noqa: E402
-
-DATA = REPO.parent / "shared" / "data" / "ecommerce"
-UCI = DATA / "online_retail_2010-12-01_to_2010-12-13.csv"
-OLIST = DATA / "olist_subset_2017"
+UCI = DATA / "ecommerce" / "online_retail_2010-12-01_to_2010-12-13.csv"
+OLIST = DATA / "ecommerce" / "olist_subset_2017"
 OLIST_FILES = {"orders": "orders.csv", "order_items": "order_items.csv", "customers": "customers.csv",
                "products": "products.csv", "sellers": "olist_sellers_dataset.csv",
                "category_translation": "product_category_name_translation.csv"}
@@ -63,15 +54,6 @@ def scale_olist(target: Path, copies: int) -> None:
             [f"{v}-{copy}" if i in relabel else v for i, v in enumerate(row)] for copy in range(copies) for row in real]
         with open(target / f"scaled.{table}.csv", "w", newline="", encoding="utf-8") as handle:
             csv.writer(handle, lineterminator="\n").writerows([header, *rows])
-
-
-def run_job(job: str, env: dict[str, str]) -> float:
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "cronlake.ops.run", job], env={**os.environ, **env}, cwd=REPO,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{job} failed: {done.stderr[-3000:]}")
-    return time.monotonic() - started
 
 
 def duckdb_uci(landing: Path, out: Path) -> float:
@@ -138,23 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="bench-retail-tx-"))
-    env = {**embedded.throwaway_stack_env(work / "stack"), "CRONLAKE_SPARK_MASTER": args.master,
-           "CRONLAKE_LAKE_ROOT": (work / "lake").as_uri(), "CRONLAKE_STATE_DIR": str(work / "state")}
-    stack = settings_module.load({**os.environ, **env})
-    try:
+    with throwaway_stack("bench-retail-tx-", args.master) as (work, env):
         scale_uci(work / "scaled" / "retail", args.uci_rows)
         scale_olist(work / "scaled" / "olist", args.olist_copies)
         items = args.olist_copies * (sum(1 for _ in open(OLIST / "order_items.csv", encoding="utf-8")) - 1)
         (work / "out").mkdir()
         baseline = {"retail_daily": duckdb_uci(work / "scaled" / "retail", work / "out"),
                     "retail_olist": duckdb_olist(work / "scaled" / "olist", work / "out")}
-        embedded.up(stack)
         measured = {}
         for job, source in (("retail_daily", "retail"), ("retail_olist", "olist")):
             shutil.copytree(work / "scaled" / source, work / "lake" / "landing" / source)
             measured[job] = run_job(job, env)
-        print(f"\n{os.cpu_count()} cores, master {args.master}, load average {os.getloadavg()[0]:.1f}")
+        print(machine_line(args.master))
         header = f"{'job':<14} {'rows (scaled real data)':<42} {'job s':>8} {'DuckDB s':>9} {'x DuckDB':>9}"
         print(header + "\n" + "-" * len(header))
         labels = {"retail_daily": f"{args.uci_rows} resampled real UCI rows",
@@ -162,9 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         for job, seconds in measured.items():
             print(f"{job:<14} {labels[job]:<42} {seconds:>8.1f} {baseline[job]:>9.2f} "
                   f"{seconds / baseline[job]:>9.1f}")
-    finally:
-        embedded.down(stack)
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

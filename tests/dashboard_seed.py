@@ -13,6 +13,9 @@ records. `seed()` seeds the deployment the CRONLAKE_* environment points at:
 - the streaming job's update function (`process.velib.stream.LiveWriter.write_batch`) applies the slice as one
   micro-batch → velib_live_station / velib_live_zone / heartbeats;
 - the real training job `velib_train` (few small trees) → velib_model_runs / velib_predictions;
+- the real `retail_social` job on the real tweets of tests/fixtures/retail_social/ (the 165-line slice of
+  2016-11-30 and the 26-tweet sample of 2021-04-24, which names no tracked brand) → retail_social_mentions /
+  retail_social_daily;
 - STAND-INS: kafka_lag (the landing consumer writes it only after consuming a real topic) and a few job_runs of
   jobs not run here (failed and died runs, so the health page has failures to show).
 """
@@ -39,11 +42,13 @@ from cronlake.core.runner import RunContext
 from cronlake.core.settings import Settings, load
 from cronlake.ops import census
 from ingest.velib.records import StationIndex, normalise_history_row
+from process.retail import social as retail_social
 from process.velib import daily as velib_daily
 from process.velib import model as velib_model
 from process.velib.stream import LiveWriter, valid_records
 
 SLICE = Path(__file__).resolve().parent / "fixtures" / "dashboard"
+TWEETS = tuple(SLICE.parent / "retail_social" / name for name in ("tweets_slice.jsonl.gz", "tweets_sample.json"))
 
 
 def load_records(folder: Path = SLICE) -> list[dict[str, Any]]:
@@ -101,6 +106,15 @@ def seed_model() -> None:
         raise RuntimeError("velib_train failed while seeding the dashboard tests")
 
 
+def seed_social(settings: Settings) -> None:
+    """The real retail_social job on the real tweet slice and sample."""
+    lake = open_lake(settings)
+    for path in TWEETS:
+        lake.put_bytes(f"landing/{retail_social.SOURCE}/{path.name}", path.read_bytes())
+    if retail_social.JOB.main([]) != 0:
+        raise RuntimeError("retail_social failed while seeding the dashboard tests")
+
+
 def seed_ops(settings: Settings) -> None:
     """Stand-ins: runs of jobs not run here (with failures) and the landing consumer's kafka_lag."""
     now = datetime.now(UTC).replace(microsecond=0)
@@ -137,3 +151,4 @@ def seed() -> None:
     seed_census()
     seed_live(settings, records)
     seed_model()
+    seed_social(settings)

@@ -18,8 +18,10 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 from test_churn import land_and_train, replay, run_stream
 
-from cronlake.contracts import velib
+from cronlake.contracts import retail_social, velib
 from cronlake.core import mongo, sink
 from cronlake.core.mongo import data_db, ops_db
 from cronlake.core.opsdb import HEARTBEATS, JOB_RUNS, LAKE_CENSUS
@@ -460,6 +462,8 @@ def test_empty_database_says_what_to_run(cronlake_env: dict[str, str], browser: 
         "/model": {"velib_train"},
         "/churn": {"churn_stream", "churn_train"},
         "/health": {"velib_daily", "lake_census", "velib_land", "velib_stream"},
+        "/retail/traffic": {"retail_logs"},
+        "/retail/social": {"retail_social"},
     }
     with served(cronlake_env, tmp_path / "gunicorn.log") as url:
         for path, jobs in expected.items():
@@ -523,8 +527,9 @@ class Commands(monitoring.CommandListener):
 
 
 def test_every_declared_index_exists_once_the_writing_jobs_ran(seeded: dict[str, Any]) -> None:
-    """The seed ran velib_daily, velib_train, lake_census and the stream's writer (no index was created by hand)."""
-    written = (*velib.COLLECTIONS, JOB_RUNS, HEARTBEATS, LAKE_CENSUS)
+    """The seed ran velib_daily, velib_train, lake_census, retail_social and the stream's writer (no index was
+    created by hand)."""
+    written = (*velib.COLLECTIONS, retail_social.MENTIONS, retail_social.DAY_SUMMARY, JOB_RUNS, HEARTBEATS, LAKE_CENSUS)
     for collection in written:
         db = sink.database(seeded["settings"], collection)
         assert declared_indexes(collection) <= server_indexes(db, collection), collection.name
@@ -549,10 +554,13 @@ def test_the_dashboard_issues_no_write_command(seeded: dict[str, Any], monkeypat
         day = seeded["data"].velib_station_daily.find_one(sort=[("day", -1)])["day"]
         code = seeded["data"].velib_live_station.find_one()["station_code"]
         zone = seeded["data"].velib_live_station.find_one()["zone"]
+        social_day = seeded["data"].retail_social_daily.find_one()["day"]
+        brand = seeded["data"].retail_social_mentions.find_one()["brand"]
         values = {"live-zone": [None, zone], "live-metric": ["fill", "ebike"], "station-picker": [code],
                   "zones-day": [day], "extremes-day": [day],
+                  "social-day": [social_day], "social-granularity": ["10min", "hour"], "social-brands": [[], [brand]],
                   "pathname": [page.PATH for page in PAGES],
-                  "search": ["", f"?station={code}", f"?day={day}", f"?zone={zone}"]}
+                  "search": ["", f"?station={code}", f"?day={day}", f"?zone={zone}", f"?brand={brand}"]}
         calls = 0
         for output, spec in app.callback_map.items():
             if "callback" not in spec:  # a clientside callback: runs in the browser, never reaches MongoDB
@@ -675,3 +683,83 @@ def test_catalog_page_lists_searches_and_shows_versions_quality_lineage(catalogu
     health = {r["dataset"]: r for r in table(browser, "health-quality")}
     assert {name: row["version"] for name, row in health.items()} == {
         name: str(d["current_version"]) for name, d in described.items()}
+
+
+# --- retail social ---------------------------------------------------------------------------------------------
+
+
+def expected_social() -> dict[str, Any]:
+    """The social page's figures for the seeded tweet slice, recomputed from it with the json module alone."""
+    from test_retail_social import brands_of, parsed_slice
+
+    tweets, _malformed = parsed_slice()
+    by_id = {t["id"]: t for t in tweets}
+    moments = {i: datetime.strptime(t["created_at"], "%a %b %d %H:%M:%S %z %Y") for i, t in by_id.items()}
+    brands = {i: brands_of(t) for i, t in by_id.items()}
+    windows = Counter((b, moments[i].replace(minute=moments[i].minute // 10 * 10).strftime("%Y-%m-%d %H:%M"))
+                      for i in by_id for b in brands[i])
+    tags = Counter(tag for t in by_id.values() for tag in {h["text"].lower() for h in t["entities"]["hashtags"]})
+    return {
+        "day": {m.strftime("%Y-%m-%d") for m in moments.values()}, "posts": len(by_id),
+        "retweets": sum("retweeted_status" in t for t in by_id.values()),
+        "languages": Counter(t["lang"] for t in by_id.values()),
+        "brands": sorted(Counter(b for found in brands.values() for b in found).items(), key=lambda t: (-t[1], t[0])),
+        "windows": windows, "hashtags": sorted(tags.items(), key=lambda t: (-t[1], t[0]))[:10],
+    }
+
+
+def mention_traces(driver: webdriver.Chrome) -> dict[str, dict[str, int]]:
+    """The mentions chart as {brand: {window: count}} ({} while it is not drawn)."""
+    traces = driver.execute_script("const plot = document.querySelector('#social-mentions .js-plotly-plot');"
+                                   "return plot && plot.data ? plot.data.map(t => [t.name, t.x, t.y]) : [];")
+    return {name: dict(zip(xs, ys, strict=True)) for name, xs, ys in traces}
+
+
+def test_social_page_mentions_brands_languages_hashtags(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
+    from test_retail_social import SAMPLE
+
+    want = expected_social()
+    [day] = want["day"]
+    sample = json.loads(SAMPLE.read_text())
+    [sample_day] = {datetime.strptime(t["created_at"], "%a %b %d %H:%M:%S %z %Y").strftime("%Y-%m-%d") for t in sample}
+    open_page(browser, seeded["url"] + "/retail/social", ".notice.hint")  # the latest day: the sample's
+    assert text_of(browser, "social-posts") == str(len(sample))
+    hint = browser.find_element(By.CSS_SELECTOR, ".notice.hint").text
+    assert hint == f"No post of {sample_day} names a tracked brand."
+    pick(browser, "social-day", day, day)
+    wait_text(browser, "social-posts", str(want["posts"]))
+    WebDriverWait(browser, WAIT_S).until(lambda d: table(d, "social-brand-table") and mention_traces(d))
+    assert text_of(browser, "social-posts") == str(want["posts"])
+    assert text_of(browser, "social-retweets") == str(want["retweets"])
+    assert text_of(browser, "social-retweet-share") == f"{100 * want['retweets'] / want['posts']:.1f}"
+    languages = sorted(want["languages"].items(), key=lambda t: (-t[1], t[0]))[:10]
+    assert [(r["lang"], int(r["posts"])) for r in table(browser, "social-languages")] == languages
+    assert [(r["hashtag"], int(r["posts"])) for r in table(browser, "social-hashtags")] == want["hashtags"]
+    assert [(r["brand"], int(r["mentions"])) for r in table(browser, "social-brand-table")] == want["brands"][:10]
+
+    starts = sorted({datetime.strptime(w, "%Y-%m-%d %H:%M") for _b, w in want["windows"]})
+    all_windows = [(starts[0] + timedelta(minutes=10 * i)).strftime("%Y-%m-%d %H:%M")
+                   for i in range(int((starts[-1] - starts[0]).total_seconds() // 600) + 1)]
+    top = [b for b, _n in want["brands"][:5]]
+    assert mention_traces(browser) == {b: {w: want["windows"][(b, w)] for w in all_windows} for b in top}
+    screenshot(browser, "social")
+
+    brand = want["brands"][5][0]
+    pick(browser, "social-brands", brand, brand)
+    browser.find_element(By.TAG_NAME, "h2").click()  # close the dropdown
+    WebDriverWait(browser, WAIT_S).until(lambda d: list(mention_traces(d)) == [brand])
+    browser.find_element(By.XPATH, "//label[contains(., 'per hour')]").click()
+    hours = Counter()
+    for (b, window), n in want["windows"].items():
+        if b == brand:
+            hours[window[:13] + ":00"] += n
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: {w: n for w, n in mention_traces(d)[brand].items() if n} == dict(hours))
+
+    open_page(browser, seeded["url"] + f"/retail/social?day={day}&brand={brand}", "#social-mentions .js-plotly-plot")
+    WebDriverWait(browser, WAIT_S).until(lambda d: list(mention_traces(d)) == [brand])
+    open_page(browser, seeded["url"] + f"/retail/social?day={day}&brand=%24where", "#social-mentions .js-plotly-plot")
+    assert "unknown brand" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text
+    WebDriverWait(browser, WAIT_S).until(lambda d: list(mention_traces(d)) == top)
+    open_page(browser, seeded["url"] + "/retail/social?day=2016-12-01", "#social-posts")
+    assert "no retail_social_daily data for 2016-12-01" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text
