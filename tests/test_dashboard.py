@@ -422,12 +422,24 @@ def test_every_declared_index_exists_once_the_writing_jobs_ran(seeded: dict[str,
 
 def test_the_dashboard_issues_no_write_command(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """Every page and every callback, through Dash's Flask test client, on a client that records its commands."""
+    day = seeded["data"].velib_station_daily.find_one(sort=[("day", -1)])["day"]
+    code = seeded["data"].velib_live_station.find_one()["station_code"]
+    zone = seeded["data"].velib_live_station.find_one()["zone"]
+    values = {"live-zone": [None, zone], "station-picker": [code], "zones-day": [day], "extremes-day": [day],
+              "ads-campaign": ["all", "916"], "search": ["", f"?station={code}", f"?day={day}", f"?zone={zone}"]}
+    assert_no_write_command(seeded["env"], seeded["settings"], values, monkeypatch)
+
+
+def assert_no_write_command(env: dict[str, str], settings: Any, values: dict[str, list[Any]],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Call every page and every callback with `values` (by input id or property) on a client that records its
+    commands: the pages read, and never write."""
     from dashboard import store
 
-    for key, value in seeded["env"].items():
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     commands = Commands()
-    listened = MongoClient(seeded["settings"].mongo_uri, event_listeners=[commands], tz_aware=True,
+    listened = MongoClient(settings.mongo_uri, event_listeners=[commands], tz_aware=True,
                            serverSelectionTimeoutMS=5000)
     monkeypatch.setattr(mongo, "client", lambda settings, timeout_s=5.0: listened)
     store.current.cache_clear()
@@ -436,12 +448,7 @@ def test_the_dashboard_issues_no_write_command(seeded: dict[str, Any], monkeypat
 
         client = app.server.test_client()
         assert client.get("/").status_code == 200
-        day = seeded["data"].velib_station_daily.find_one(sort=[("day", -1)])["day"]
-        code = seeded["data"].velib_live_station.find_one()["station_code"]
-        zone = seeded["data"].velib_live_station.find_one()["zone"]
-        values = {"live-zone": [None, zone], "station-picker": [code], "zones-day": [day], "extremes-day": [day],
-                  "pathname": [page.PATH for page in PAGES],
-                  "search": ["", f"?station={code}", f"?day={day}", f"?zone={zone}"]}
+        values = {**values, "pathname": [page.PATH for page in PAGES]}
         calls = 0
         for output, spec in app.callback_map.items():
             if "callback" not in spec:  # a clientside callback: runs in the browser, never reaches MongoDB

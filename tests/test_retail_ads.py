@@ -19,7 +19,16 @@ from conftest import SHARED_DATA, drop_test_kafka
 from contracts_check import declared_indexes, server_indexes
 from kafka import KafkaProducer
 from selenium.webdriver.common.by import By
-from test_dashboard import browser, open_page, screenshot, served, table, text_of, wait_text  # noqa: F401
+from test_dashboard import (  # noqa: F401 - browser is a fixture
+    assert_no_write_command,
+    browser,
+    open_page,
+    screenshot,
+    served,
+    table,
+    text_of,
+    wait_text,
+)
 
 from cronlake.contracts.retail_ads import EVENTS, PERFORMANCE
 from cronlake.core import catalog
@@ -217,6 +226,11 @@ def test_campaign_page_shows_kpis_campaigns_and_breakdowns(pipeline: dict[str, A
     open_page(browser, pipeline["url"] + "/retail/campaigns?campaign=%24ne", "#ads-title")
     assert "unknown campaign" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text
     assert "Traceback" not in browser.page_source
+
+
+def test_campaign_page_issues_no_write_command(pipeline: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {"ads-campaign": ["all", "916", "1178"], "search": ["", "?campaign=916", "?campaign=%24ne"]}
+    assert_no_write_command(pipeline["env"], pipeline["settings"], values, monkeypatch)
 
 
 def test_replay_refuses_a_file_that_is_not_the_kag_table(tmp_path: Path) -> None:

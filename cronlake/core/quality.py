@@ -1,9 +1,9 @@
 """Quality rules declared on a dataset, evaluated on the rows a run is about to publish.
 
-A rule measures one thing (null values, values out of range or outside a list, duplicate keys, references that
-point nowhere, how old the newest value is) and compares it with its threshold. A `fail` rule that does not hold
-stops the publication: no version, the run fails with the reason, its inputs stay in landing. A `warn` rule that
-does not hold publishes and flags the version. Results are kept in the catalog, one per rule:
+A rule measures one thing (null values, values out of range or outside a list, a column above another, duplicate
+keys, references that point nowhere, how old the newest value is) and compares it with its threshold. A `fail` rule
+that does not hold stops the publication: no version, the run fails with the reason, its inputs stay in landing. A
+`warn` rule that does not hold publishes and flags the version. Results are kept in the catalog, one per rule:
 `{rule, severity, passed, observed, threshold, detail}`.
 
     quality=(Q.not_null("order_id"), Q.unique("order_id"), Q.in_range("price", minimum=0, max_fraction=0.01),
