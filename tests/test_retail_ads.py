@@ -233,6 +233,15 @@ def test_campaign_page_issues_no_write_command(pipeline: dict[str, Any], monkeyp
     assert_no_write_command(pipeline["env"], pipeline["settings"], values, monkeypatch)
 
 
+def test_at_most_rule_measures_rows_above_their_bound(spark: Any) -> None:
+    from cronlake.core import quality
+
+    frame = spark.createDataFrame([(5, 10), (11, 10), (None, 3), (2, 2)], "clicks BIGINT, impressions BIGINT")
+    (measured,) = quality.evaluate(frame, [quality.at_most("clicks", "impressions")])
+    assert (measured["passed"], measured["observed"]) == (False, 0.25)
+    assert measured["detail"] == "1 of 4 rows have clicks > impressions"
+
+
 def test_replay_refuses_a_file_that_is_not_the_kag_table(tmp_path: Path) -> None:
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n")

@@ -1,5 +1,5 @@
-"""Replaying a file row by row into Kafka at a chosen rate: the arguments and the paced send loop shared by the
-replay jobs.
+"""Replaying a file row by row into Kafka at a chosen rate: the parser, the row selection and the paced send loop
+shared by the replay jobs.
 
 Rows are paced at `--rate` messages per second (0: as fast as possible) on a fixed schedule, so a slow send does
 not lower the average rate; each message's value is made when it is sent (a replay can stamp it), serialised as
@@ -12,25 +12,33 @@ import argparse
 import json
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from cronlake.core.kafka_client import ensure_topic
-from cronlake.core.runner import RunContext
+from cronlake.core.runner import JobError, RunContext
 
 
-def add_arguments(parser: argparse.ArgumentParser, rate: float) -> None:
-    """`--rate` (default `rate`), `--skip`, `--limit`, `--partitions`, `--replication-factor`, `--kafka-timeout`."""
+def build_parser(prog: str, description: str | None, file_help: str, rate: float) -> argparse.ArgumentParser:
+    """A replay job's parser: the file, `--rate` (default `rate`), `--skip`, `--limit`, `--partitions`,
+    `--replication-factor`, `--kafka-timeout`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv", type=Path, help=file_help)
     parser.add_argument("--rate", type=float, default=rate, help=f"messages per second; 0 = unpaced (default {rate:g})")
     parser.add_argument("--skip", type=int, default=0, help="start at row N (default 0)")
     parser.add_argument("--limit", type=int, default=None, help="send at most N rows (default: all)")
     parser.add_argument("--partitions", type=int, default=3, help="partitions of the topic if it is created")
     parser.add_argument("--replication-factor", type=int, default=1, help="replication of a created topic")
     parser.add_argument("--kafka-timeout", type=float, default=10.0, help="seconds for one Kafka request")
+    return parser
 
 
-def window(rows: Sequence[Any], args: argparse.Namespace) -> Sequence[Any]:
-    """The rows `--skip` and `--limit` select."""
-    return rows[args.skip:None if args.limit is None else args.skip + args.limit]
+def selected_rows(args: argparse.Namespace, read: Callable[[Path], Sequence[Any]]) -> Sequence[Any]:
+    """The rows `read(args.csv)` gives that `--skip` and `--limit` select; JobError if there is no such file."""
+    if not args.csv.is_file():
+        raise JobError(f"no such file: {args.csv}")
+    return read(args.csv)[args.skip:None if args.limit is None else args.skip + args.limit]
 
 
 def send_paced(context: RunContext, topic: str, rows: Sequence[Any], key: Callable[[Any], str],

@@ -20,7 +20,7 @@ from pathlib import Path
 from cronlake.contracts import churn
 from cronlake.core import kafka_replay
 from cronlake.core.jobs import Job
-from cronlake.core.runner import JobError, RunContext
+from cronlake.core.runner import RunContext
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -30,19 +30,12 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=JOB.name, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("csv", type=Path, help="the customer CSV (IBM Telco header)")
-    kafka_replay.add_arguments(parser, rate=10.0)
-    return parser
+    return kafka_replay.build_parser(JOB.name, __doc__, "the customer CSV (IBM Telco header)", rate=10.0)
 
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
-    if not args.csv.is_file():
-        raise JobError(f"no such file: {args.csv}")
-    rows = kafka_replay.window(read_rows(args.csv), args)
-    kafka_replay.send_paced(context, churn.topic(context.settings), rows, key=lambda row: row.get(churn.KEY) or "",
-                            value=lambda row: row, args=args)
+    kafka_replay.send_paced(context, churn.topic(context.settings), kafka_replay.selected_rows(args, read_rows),
+                            key=lambda row: row.get(churn.KEY) or "", value=lambda row: row, args=args)
 
 
 JOB = Job("churn_replay", build_parser, run, needs=("kafka",))

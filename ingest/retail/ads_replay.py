@@ -59,21 +59,15 @@ def event(source_file: str, number: int, cells: dict[str, str]) -> dict[str, Any
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=JOB.name, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("csv", type=Path, help="the KAG conversion CSV (ad_id, xyz_campaign_id, ... header)")
-    kafka_replay.add_arguments(parser, rate=20.0)
-    return parser
+    return kafka_replay.build_parser(JOB.name, __doc__, "the KAG conversion CSV (ad_id, xyz_campaign_id, ... header)",
+                                     rate=20.0)
 
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
-    if not args.csv.is_file():
-        raise JobError(f"no such file: {args.csv}")
-    rows = kafka_replay.window(read_rows(args.csv), args)
     name = args.csv.name
-    kafka_replay.send_paced(context, retail_ads.topic(context.settings), rows,
-                            key=lambda row: row[1].get(retail_ads.KEY) or "",
-                            value=lambda row: event(name, *row), args=args)
+    kafka_replay.send_paced(context, retail_ads.topic(context.settings), kafka_replay.selected_rows(args, read_rows),
+                            key=lambda row: row[1].get(retail_ads.KEY) or "", value=lambda row: event(name, *row),
+                            args=args)
 
 
 JOB = Job("retail_ads_replay", build_parser, run, needs=("kafka",))
