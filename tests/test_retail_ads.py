@@ -242,6 +242,13 @@ def test_at_most_rule_measures_rows_above_their_bound(spark: Any) -> None:
     assert measured["detail"] == "1 of 4 rows have clicks > impressions"
 
 
+def test_the_api_route_filters_on_columns_of_the_dataset() -> None:
+    from api.resources import RESOURCES
+
+    (route,) = [r for r in RESOURCES if r.dataset == EVENTS.name]
+    assert {route.time_column, *route.filters} <= set(EVENTS.column_names)
+
+
 def test_replay_refuses_a_file_that_is_not_the_kag_table(tmp_path: Path) -> None:
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n")
