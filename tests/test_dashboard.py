@@ -357,6 +357,7 @@ def test_empty_database_says_what_to_run(cronlake_env: dict[str, str], browser: 
         "/extremes": {"velib_daily"},
         "/model": {"velib_train"},
         "/churn": {"churn_stream", "churn_train"},
+        "/retail/campaigns": {"retail_ads"},
         "/health": {"velib_daily", "lake_census", "velib_land", "velib_stream"},
     }
     with served(cronlake_env, tmp_path / "gunicorn.log") as url:
