@@ -71,19 +71,21 @@ def rates_chart(docs: list[dict[str, Any]], title: str) -> go.Figure:
     ])
     fig.update_layout(height=260, margin={"l": 50, "r": 50, "t": 10, "b": 40}, legend={"orientation": "h", "y": 1.12},
                       xaxis={"title": title, "type": "category"}, yaxis={"title": "CTR %"},
-                      yaxis2={"title": "conversions / click %", "overlaying": "y", "side": "right"})
+                      yaxis2={"title": "conversions / click %", "overlaying": "y", "side": "right",
+                              "rangemode": "tozero"})
     return fig
 
 
 def kpis(total: dict[str, Any]) -> html.Div:
     return html.Div([
-        ui.stat("Ads", total["ads"], "ads-ads"), ui.stat("Impressions", f"{total['impressions']:,}", "ads-impressions"),
+        ui.stat("Ads", f"{total['ads']:,}", "ads-ads"),
+        ui.stat("Impressions", f"{total['impressions']:,}", "ads-impressions"),
         ui.stat("Clicks", f"{total['clicks']:,}", "ads-clicks"),
         ui.stat("Spent", f"{total['spent']:,.2f}", "ads-spent"),
         ui.stat("CTR", "—" if total["ctr"] is None else f"{100 * total['ctr']:.3f}%", "ads-ctr"),
         ui.stat("CPC", "—" if total["cpc"] is None else f"{total['cpc']:.2f}", "ads-cpc"),
-        ui.stat("Conversions", total["total_conversion"], "ads-conversions"),
-        ui.stat("Approved", total["approved_conversion"], "ads-approved"),
+        ui.stat("Conversions", f"{total['total_conversion']:,}", "ads-conversions"),
+        ui.stat("Approved", f"{total['approved_conversion']:,}", "ads-approved"),
         ui.stat("Conversions / click", "—" if total["conversion_rate"] is None
                 else f"{100 * total['conversion_rate']:.2f}%", "ads-conversion-rate"),
         ui.stat("Cost / conversion", "—" if total["cost_per_conversion"] is None
