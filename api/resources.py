@@ -42,8 +42,9 @@ RESOURCES = (
              summary="Web server access log hits"),
     Resource("social-posts", "retail_social_posts", "created_at", ("lang", "user_screen_name"),
              summary="Social media posts about the shop"),
-    Resource("ad-campaigns", "retail_ad_events", "replayed_at", ("campaign_id", "xyz_campaign_id", "gender", "age"),
-             summary="Ad campaign events (Facebook ad conversions, replayed)"),
+    Resource("ad-campaigns", "retail_ad_events", "replayed_at",
+             ("xyz_campaign_id", "fb_campaign_id", "gender", "age", "interest"),
+             summary="Ad campaign results, one row per ad (Facebook ad conversions, replayed: time = replay time)"),
 )
 
 

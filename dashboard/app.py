@@ -20,10 +20,10 @@ from dash import Dash, dcc, html
 
 from dashboard.pages import catalog, health
 from dashboard.pages.churn import risk
-from dashboard.pages.retail import sales, social, traffic
+from dashboard.pages.retail import campaigns, sales, social, traffic
 from dashboard.pages.velib import extremes, live, model, station, zones
 
-PAGES = (live, station, zones, extremes, model, risk, sales, traffic, social, catalog, health)
+PAGES = (live, station, zones, extremes, model, risk, sales, traffic, social, campaigns, catalog, health)
 
 
 def create_app() -> Dash:

@@ -531,6 +531,7 @@ def test_settings_point_at_the_compose_services(services, env_example):
         assert env["CRONLAKE_MONGO_DB"] == mongo["CRONLAKE_MONGO_DB"] == "cronlake"
         assert env["CRONLAKE_MONGO_OPS_DB"] == mongo["CRONLAKE_MONGO_OPS_DB"] == "cronlake_ops"
         assert env["CRONLAKE_VELIB_TOPIC"] in topics
+        assert env["CRONLAKE_ADS_TOPIC"] in topics
         assert env["CRONLAKE_TIMEZONE"] == "Europe/Paris"
     edge = environment_of(services["edge"])
     assert edge["CRONLAKE_SPARK_MASTER"] == "yarn"

@@ -461,6 +461,7 @@ def test_empty_database_says_what_to_run(cronlake_env: dict[str, str], browser: 
         "/extremes": {"velib_daily"},
         "/model": {"velib_train"},
         "/churn": {"churn_stream", "churn_train"},
+        "/retail/campaigns": {"retail_ads"},
         "/health": {"velib_daily", "lake_census", "velib_land", "velib_stream"},
         "/retail/traffic": {"retail_logs"},
         "/retail/social": {"retail_social"},
@@ -537,12 +538,28 @@ def test_every_declared_index_exists_once_the_writing_jobs_ran(seeded: dict[str,
 
 def test_the_dashboard_issues_no_write_command(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """Every page and every callback, through Dash's Flask test client, on a client that records its commands."""
+    day = seeded["data"].velib_station_daily.find_one(sort=[("day", -1)])["day"]
+    code = seeded["data"].velib_live_station.find_one()["station_code"]
+    zone = seeded["data"].velib_live_station.find_one()["zone"]
+    social_day = seeded["data"].retail_social_daily.find_one()["day"]
+    brand = seeded["data"].retail_social_mentions.find_one()["brand"]
+    values = {"live-zone": [None, zone], "live-metric": ["fill", "ebike"], "station-picker": [code],
+              "zones-day": [day], "extremes-day": [day], "ads-campaign": ["all", "916"],
+              "social-day": [social_day], "social-granularity": ["10min", "hour"], "social-brands": [[], [brand]],
+              "search": ["", f"?station={code}", f"?day={day}", f"?zone={zone}", f"?brand={brand}"]}
+    assert_no_write_command(seeded["env"], seeded["settings"], values, monkeypatch)
+
+
+def assert_no_write_command(env: dict[str, str], settings: Any, values: dict[str, list[Any]],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Call every page and every callback with `values` (by input id or property) on a client that records its
+    commands: the pages read, and never write."""
     from dashboard import store
 
-    for key, value in seeded["env"].items():
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     commands = Commands()
-    listened = MongoClient(seeded["settings"].mongo_uri, event_listeners=[commands], tz_aware=True,
+    listened = MongoClient(settings.mongo_uri, event_listeners=[commands], tz_aware=True,
                            serverSelectionTimeoutMS=5000)
     monkeypatch.setattr(mongo, "client", lambda settings, timeout_s=5.0: listened)
     store.current.cache_clear()
@@ -551,16 +568,7 @@ def test_the_dashboard_issues_no_write_command(seeded: dict[str, Any], monkeypat
 
         client = app.server.test_client()
         assert client.get("/").status_code == 200
-        day = seeded["data"].velib_station_daily.find_one(sort=[("day", -1)])["day"]
-        code = seeded["data"].velib_live_station.find_one()["station_code"]
-        zone = seeded["data"].velib_live_station.find_one()["zone"]
-        social_day = seeded["data"].retail_social_daily.find_one()["day"]
-        brand = seeded["data"].retail_social_mentions.find_one()["brand"]
-        values = {"live-zone": [None, zone], "live-metric": ["fill", "ebike"], "station-picker": [code],
-                  "zones-day": [day], "extremes-day": [day],
-                  "social-day": [social_day], "social-granularity": ["10min", "hour"], "social-brands": [[], [brand]],
-                  "pathname": [page.PATH for page in PAGES],
-                  "search": ["", f"?station={code}", f"?day={day}", f"?zone={zone}", f"?brand={brand}"]}
+        values = {**values, "pathname": [page.PATH for page in PAGES]}
         calls = 0
         for output, spec in app.callback_map.items():
             if "callback" not in spec:  # a clientside callback: runs in the browser, never reaches MongoDB

@@ -89,9 +89,12 @@ class Claim:
         self.quarantined[path] = reason
         self.context.log("quarantine.file", file=path, reason=reason)
 
-    def reject_records(self, path: str, rejects: list[dict[str, Any]]) -> None:
-        """Keep malformed records of an input beside the quarantined files (`reject` shapes them)."""
-        keep_rejects(self.context, self.lake, f"quarantine/{self.source}/{posixpath.basename(path)}", rejects)
+    def reject_records(self, path: str, rejects: list[dict[str, Any]], label: str = "") -> None:
+        """Keep malformed records of an input beside the quarantined files (`reject` shapes them), in
+        `<input name>[.<label>].rejects.jsonl`: a label keeps them apart from rejects a landing consumer already
+        wrote for the same file."""
+        stem = f"quarantine/{self.source}/{posixpath.basename(path)}" + (f".{label}" if label else "")
+        keep_rejects(self.context, self.lake, stem, rejects)
 
     def publish_parquet(self, frame: DataFrame, dataset: str, partition_by: list[str] | None = None) -> int:
         """Write a DataFrame into `processed/<dataset>/` so that a rerun of this run cannot duplicate it."""

@@ -1,9 +1,9 @@
 """Quality rules declared on a dataset, evaluated on the rows a run is about to publish.
 
-A rule measures one thing (null values, values out of range or outside a list, duplicate keys, references that
-point nowhere, how old the newest value is) and compares it with its threshold. A `fail` rule that does not hold
-stops the publication: no version, the run fails with the reason, its inputs stay in landing. A `warn` rule that
-does not hold publishes and flags the version. Results are kept in the catalog, one per rule:
+A rule measures one thing (null values, values out of range or outside a list, a column above another, duplicate
+keys, references that point nowhere, how old the newest value is) and compares it with its threshold. A `fail` rule
+that does not hold stops the publication: no version, the run fails with the reason, its inputs stay in landing. A
+`warn` rule that does not hold publishes and flags the version. Results are kept in the catalog, one per rule:
 `{rule, severity, passed, observed, threshold, detail}`.
 
     quality=(Q.not_null("order_id"), Q.unique("order_id"), Q.in_range("price", minimum=0, max_fraction=0.01),
@@ -68,6 +68,11 @@ def accepted_values(column: str, values: Sequence[Any], max_fraction: float = 0.
     return Rule("accepted_values", (column,), severity, max_fraction, (("values", tuple(values)),))
 
 
+def at_most(column: str, bound: str, max_fraction: float = 0.0, severity: str = "fail") -> Rule:
+    """`column` is not above the `bound` column of the same row (rows with a null in either are not counted)."""
+    return Rule("at_most", (column, bound), severity, max_fraction)
+
+
 def unique(*columns: str, severity: str = "fail") -> Rule:
     """No two rows share these columns' values (among the rows published, which the job anti-joins on its key)."""
     return Rule("unique", columns, severity)
@@ -115,13 +120,16 @@ def evaluate(frame: DataFrame, rules: Sequence[Rule], resolve: Resolver | None =
         elif rule.kind == "accepted_values":
             bad = column.isNotNull() & ~column.isin(list(rule.param("values")))
             measures.append(F.sum(bad.cast("long")).alias(f"_r{index}"))
+        elif rule.kind == "at_most":
+            bad = F.coalesce(column > F.col(rule.columns[1]), F.lit(False))
+            measures.append(F.sum(bad.cast("long")).alias(f"_r{index}"))
         elif rule.kind == "fresh":
             measures.append(F.max(column).alias(f"_r{index}"))
     totals = frame.agg(*measures).first()
     rows = int(totals["_rows"]) if totals else 0
     results = []
     for index, rule in enumerate(rules):
-        if rule.kind in ("not_null", "in_range", "accepted_values"):
+        if rule.kind in ("not_null", "in_range", "accepted_values", "at_most"):
             bad_rows = int(totals[f"_r{index}"] or 0)
             results.append(fraction_result(rule, bad_rows, rows))
         elif rule.kind == "unique":
@@ -156,7 +164,8 @@ def fraction_result(rule: Rule, bad_rows: int, rows: int, what: str = "") -> dic
     fraction = bad_rows / rows if rows else 0.0
     detail = f"{bad_rows} of {rows} rows " + (what or {"not_null": "have a null",
                                                           "in_range": "are out of range",
-                                                          "accepted_values": "hold a value not accepted"}[rule.kind])
+                                                          "accepted_values": "hold a value not accepted",
+                                                          "at_most": f"have {' > '.join(rule.columns)}"}[rule.kind])
     return result(rule, fraction <= rule.max_fraction, round(fraction, 6), rule.max_fraction, detail)
 
 
