@@ -364,6 +364,7 @@ def test_capacity_page_rankings_zones_heatmap_and_csv(seeded: dict[str, Any], br
     wait_text(browser, "capacity-focus-title", f"zone {zone}")
     grid = browser.execute_script("return document.querySelector('#capacity-heatmap .js-plotly-plot').data[0].z")
     assert grid == hour_of_week_full([d for d in docs if d["zone"] == zone])
+    browser.execute_script("document.getElementById('capacity-heatmap').scrollIntoView()")
     screenshot(browser, "capacity-heatmap")
 
     downloads = tmp_path / "downloads"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,8 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from test_velib_daily import SLICES, land, preference, run_job
 
+from cronlake.contracts.velib import commune
 from cronlake.core import settings as settings_module
 from cronlake.core.mongo import data_db, ops_db
+from ingest.velib.zones import DEFAULT_GEO_DIR, ZoneMap
 from process.velib import capacity
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -22,17 +25,15 @@ CAP = timedelta(minutes=capacity.MAX_GAP_MINUTES)
 
 
 def snapshots(files: list[Path]) -> dict[str, list[dict[str, str]]]:
-    """Per station, its deduplicated snapshots in time order (the copy velib_daily keeps)."""
-    unique: dict[tuple[str, str], dict[str, str]] = {}
+    """Per station, its deduplicated snapshots in time order (of copies with one time, the one velib_daily keeps)."""
+    rows = []
     for file in files:
         with open(file, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                key = (row["station_code"], row["reported_at"])
-                if key not in unique or preference(row) > preference(unique[key]):
-                    unique[key] = row
+            rows.extend(csv.DictReader(handle))
+    rows.sort(key=lambda r: (r["station_code"], r["reported_at"]))
     stations: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for (code, _), row in sorted(unique.items()):
-        stations[code].append(row)
+    for (code, _), copies in groupby(rows, key=lambda r: (r["station_code"], r["reported_at"])):
+        stations[code].append(max(copies, key=preference))
     return stations
 
 
@@ -58,6 +59,14 @@ def expected_seconds(files: list[Path]) -> dict[tuple[str, str], dict[str, list[
                     hours["full"][local.hour] += seconds * (row["docks_free"] == "0")
                 moment = boundary
     return result
+
+
+def test_commune_of_every_shipped_zone() -> None:
+    """The contract's rule (INSEE code of an arrondissement → Paris) against the zone boundaries' own communes."""
+    zones = ZoneMap.from_folder(DEFAULT_GEO_DIR).by_code.values()
+    assert sum(zone.commune == "Paris" for zone in zones) == 20
+    for zone in zones:
+        assert commune(zone.name, zone.code) == zone.commune, zone
 
 
 def documents() -> dict[str, dict[str, Any]]:

@@ -90,6 +90,14 @@ STATION_CAPACITY = Collection(
     indexes=(("day",), ("zone", "day")),
     fields=("station_code", "day", "name", "zone", "insee_code", "commune", "capacity", "max_gap_s", "observed_s",
             "empty_s", "full_s", "observed_by_hour", "empty_by_hour", "full_by_hour"))
+PARIS_ARRONDISSEMENTS = frozenset(f"751{number:02d}" for number in range(1, 21))  # their INSEE codes
+
+
+def commune(zone: str, insee_code: str | None) -> str:
+    """A zone's commune, the second level: "Paris" for an arrondissement (INSEE 75101-75120), else the zone."""
+    return "Paris" if insee_code in PARIS_ARRONDISSEMENTS else zone
+
+
 COLLECTIONS = (STATION_DAILY, ZONE_DAILY, LIVE_STATION, LIVE_ZONE, LIVE_BUCKETS, MODEL_RUNS, PREDICTIONS,
                STATION_CAPACITY)
 

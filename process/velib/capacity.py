@@ -10,8 +10,8 @@ counts as unobserved too: it is neither empty nor full for a planner. Each held 
 boundaries (in Europe/Paris these are local hour boundaries too) and labelled with its local day and hour.
 
 It upserts one `velib_station_capacity` document per (station, local day): the day's totals `observed_s`,
-`empty_s`, `full_s` and the same per local hour (`*_by_hour`, 24 integers; a 25-hour autumn day adds its two
-01:00-02:00 UTC hours into one local hour). Seconds are additive: a page sums them over any period, by station,
+`empty_s`, `full_s` and the same per local hour (`*_by_hour`, 24 integers; the 25-hour autumn day adds its two
+02:00-03:00 local hours into one). Seconds are additive: a page sums them over any period, by station,
 zone or commune, by hour of the week, and divides. A day's documents are recomputed whole from the day before
 (whose last snapshots hold into it) to the day after (whose first snapshots end it), so reruns change nothing
 and the nightly `--day {yesterday}` run completes what the hourly `--day {today}` runs could not know yet.
@@ -31,14 +31,12 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from cronlake.contracts import velib
-from cronlake.contracts.velib import STATION_CAPACITY, STATUS
+from cronlake.contracts.velib import STATION_CAPACITY, STATUS, commune
 from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.lake import Lake, open_lake
 from cronlake.core.mongo import data_db
 from cronlake.core.runner import RunContext
-from ingest.velib.zones import DEFAULT_GEO_DIR, ZoneMap
 from process.velib.daily import RUNNERS, chosen_runner, day_argument, resolve_day
 
 # The instant a snapshot describes. `reported_at` until `observed_at` (when the snapshot was observed: the source
@@ -110,8 +108,8 @@ def stored_days(lake: Lake) -> list[str]:
                    if f.path.endswith(".parquet") for part in f.path.split("/") if part.startswith("day=")})
 
 
-def documents(rows: Iterable[Mapping[str, Any]], days: Iterable[str], context: RunContext, max_gap_s: int,
-              zones: ZoneMap) -> list[dict[str, Any]]:
+def documents(rows: Iterable[Mapping[str, Any]], days: Iterable[str], context: RunContext, max_gap_s: int
+              ) -> list[dict[str, Any]]:
     """Per (station, local day) of `days`: totals and hourly seconds; name, zone, commune and capacity of the
     station's last snapshot that day."""
     wanted, tz = set(days), context.settings.tz
@@ -131,9 +129,8 @@ def documents(rows: Iterable[Mapping[str, Any]], days: Iterable[str], context: R
             doc[by_hour(measure)][start.hour] += seconds
         if row["utc_hour"] >= latest.get(key, row["utc_hour"]):
             latest[key] = row["utc_hour"]
-            code = row["insee_code"]
-            doc.update(name=row["name"], zone=row["zone"], capacity=row["capacity"], insee_code=code,
-                       commune=zones.commune(code) if code in zones.by_code else row["zone"])
+            doc.update(name=row["name"], zone=row["zone"], capacity=row["capacity"], insee_code=row["insee_code"],
+                       commune=commune(row["zone"], row["insee_code"]))
     return list(found.values())
 
 
@@ -177,8 +174,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     rows = duckdb_pieces(context, lake, read, max_gap_s) if runner == "duckdb" \
         else spark_pieces(context, read, max_gap_s)
     context.count("rows_in", len(rows))
-    zones = ZoneMap.from_folder(velib.geo_dir(context.settings) or DEFAULT_GEO_DIR)
-    docs = documents(rows, days, context, max_gap_s, zones)
+    docs = documents(rows, days, context, max_gap_s)
     written = sink.upsert(data_db(context.settings), STATION_CAPACITY, docs)
     context.count("rows_out", written)
     context.log("mongo.upserted", collection=STATION_CAPACITY.name, documents=written, days=days)

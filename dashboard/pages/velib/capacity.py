@@ -181,7 +181,7 @@ def download(_clicks: int | None, start: str | None, end: str | None, min_hours:
     except (NoData, InvalidInput, PyMongoError):
         return no_update
     ranked = sorted(rows, key=lambda r: (-r["full_pct"], -r["empty_pct"], r["station_code"]))
-    return dcc.send_string(queries.as_csv(ranked), f"velib_capacity_{first}_{last}.csv")
+    return dcc.send_string(ui.csv_text(ranked, queries.CSV_FIELDS), f"velib_capacity_{first}_{last}.csv")
 
 
 RANGE = (Input("capacity-range", "start_date"), Input("capacity-range", "end_date"))

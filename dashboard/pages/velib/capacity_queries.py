@@ -9,8 +9,6 @@ YYYY-MM-DD, a station code or zone that the collection holds; queries use equali
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
@@ -123,10 +121,3 @@ def hour_of_week(store: Store, start: str, end: str, query: dict[str, str]) -> d
     return {measure: [[share(sums[measure][d][h], observed[d][h]) for h in range(24)] for d in range(len(WEEKDAYS))]
             for measure in ("full", "empty")}
 
-
-def as_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
