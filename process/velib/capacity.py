@@ -175,6 +175,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         else spark_pieces(context, read, max_gap_s)
     context.count("rows_in", len(rows))
     docs = documents(rows, days, context, max_gap_s)
+    context.log("computed", station_hours=len(rows), documents=len(docs))
     written = sink.upsert(data_db(context.settings), STATION_CAPACITY, docs)
     context.count("rows_out", written)
     context.log("mongo.upserted", collection=STATION_CAPACITY.name, documents=written, days=days)
