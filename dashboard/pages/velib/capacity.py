@@ -35,7 +35,7 @@ def group_columns(field: str, label: str) -> list[ui.Column]:
 @ui.guarded
 def layout(start: str | None = None, end: str | None = None, **_query: str) -> html.Div:
     s = store.current()
-    known = queries.days(s)
+    known = queries.day_bounds(s)
     warning = None
     try:
         first, last = queries.period(s, start, end)

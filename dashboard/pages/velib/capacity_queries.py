@@ -13,13 +13,13 @@ from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 
 from cronlake.contracts.velib import STATION_CAPACITY
 from dashboard.store import STATION_CODE, InvalidInput, NoData, Store, parse_day, projection
 
 MEASURES = ("observed_s", "empty_s", "full_s")
-TOTAL_FIELDS = ("station_code", "day", "name", "zone", "commune", "capacity", *MEASURES)
+ABOUT = ("station_code", "name", "zone", "commune", "capacity")
 HOUR_FIELDS = ("day", "observed_by_hour", "empty_by_hour", "full_by_hour")
 DEFAULT_DAYS = 7
 OFTEN = 10.0  # % of the observed time: a station full (or empty) this often looks under-sized (under-supplied)
@@ -27,20 +27,22 @@ CSV_FIELDS = ("station_code", "name", "zone", "commune", "capacity", "observed_h
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def days(store: Store) -> list[str]:
-    """The local days the collection covers, oldest first."""
-    found = sorted(d for d in store.data[STATION_CAPACITY.name].distinct("day") if isinstance(d, str))
-    if not found:
+def day_bounds(store: Store) -> tuple[str, str]:
+    """The first and the last local day the collection covers (two lookups on the day index)."""
+    collection = store.data[STATION_CAPACITY.name]
+    first = collection.find_one({}, {"_id": 0, "day": 1}, sort=[("day", ASCENDING)])
+    last = collection.find_one({}, {"_id": 0, "day": 1}, sort=[("day", DESCENDING)])
+    if first is None or last is None:
         raise NoData(STATION_CAPACITY)
-    return found
+    return first["day"], last["day"]
 
 
 def period(store: Store, start: object, end: object) -> tuple[str, str]:
     """The period to show: the given days (validated), by default the last DEFAULT_DAYS days that have data."""
-    known = days(store)
-    last = parse_day(end) if end else known[-1]
+    known_first, known_last = day_bounds(store)
+    last = parse_day(end) if end else known_last
     first = parse_day(start) if start else max(
-        known[0], (date.fromisoformat(last) - timedelta(days=DEFAULT_DAYS - 1)).isoformat())
+        known_first, (date.fromisoformat(last) - timedelta(days=DEFAULT_DAYS - 1)).isoformat())
     if first > last:
         raise InvalidInput(f"the period starts ({first}) after it ends ({last})")
     return first, last
@@ -58,18 +60,25 @@ def with_shares(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def station_totals(store: Store, start: str, end: str) -> list[dict[str, Any]]:
-    """Per station over the period: summed seconds and shares; name, zone, commune, capacity of its latest day."""
-    query = {"day": {"$gte": start, "$lte": end}}
-    cursor = store.data[STATION_CAPACITY.name].find(query, projection(TOTAL_FIELDS)).sort("day", ASCENDING)
-    stations: dict[str, dict[str, Any]] = {}
-    for doc in cursor:
-        row = stations.setdefault(doc["station_code"], dict.fromkeys(MEASURES, 0))
-        row.update({f: doc.get(f) for f in ("station_code", "name", "zone", "commune", "capacity")})
-        for measure in MEASURES:
-            row[measure] += doc.get(measure) or 0
-    if not stations:
+    """Per station over the period: summed seconds and shares; name, zone, commune, capacity of its latest day.
+
+    The seconds are summed in the database ($group over the day index's range: one row per station comes back,
+    not one per station-day); the names come from the period's latest day, and for a station missing that day
+    from its own latest day in the period."""
+    collection = store.data[STATION_CAPACITY.name]
+    in_period = {"day": {"$gte": start, "$lte": end}}
+    sums = {doc["_id"]: doc for doc in collection.aggregate([
+        {"$match": in_period}, {"$group": {"_id": "$station_code", **{m: {"$sum": f"${m}"} for m in MEASURES}}}])}
+    if not sums:
         raise NoData(STATION_CAPACITY)
-    return [with_shares(row) for row in stations.values()]
+    latest = collection.find_one(in_period, {"_id": 0, "day": 1}, sort=[("day", DESCENDING)])["day"]
+    about = {doc["station_code"]: doc for doc in collection.find({"day": latest}, projection(ABOUT))}
+    missing = [code for code in sums if code not in about]
+    if missing:
+        earlier = collection.find({**in_period, "station_code": {"$in": missing}}, projection(ABOUT))
+        for doc in earlier.sort("day", ASCENDING):
+            about[doc["station_code"]] = doc
+    return [with_shares({**about[code], **{m: total[m] for m in MEASURES}}) for code, total in sums.items()]
 
 
 def observed_enough(rows: list[dict[str, Any]], min_hours: float) -> list[dict[str, Any]]:
@@ -102,7 +111,7 @@ def focus_query(store: Store, focus: str) -> tuple[str, dict[str, str]]:
         doc = collection.find_one({"station_code": value}, {"_id": 0, "name": 1})
         if doc is not None:
             return f"station {doc.get('name')} ({value})", {"station_code": value}
-    if kind == "zone" and value in collection.distinct("zone"):
+    if kind == "zone" and collection.find_one({"zone": value}, {"_id": 1}) is not None:
         return f"zone {value}", {"zone": value}
     raise InvalidInput(f"not a station or zone of {STATION_CAPACITY.name}: {focus[:80]!r}")
 
