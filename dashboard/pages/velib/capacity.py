@@ -141,10 +141,13 @@ def render(start: str | None, end: str | None, min_hours: Any) -> list[Any]:
 
 
 def heatmap_figure(grids: dict[str, list[list[float | None]]]) -> go.Figure:
+    """Full and empty shares by weekday and hour, on one colour scale up to the largest share (at least 10 %)."""
+    top = max([queries.OFTEN] + [v for grid in grids.values() for row in grid for v in row if v is not None])
     fig = make_subplots(rows=1, cols=2, subplot_titles=("% of time full", "% of time empty"), horizontal_spacing=0.08)
     for column, (measure, scale) in enumerate((("full", "Reds"), ("empty", "Blues")), start=1):
-        fig.add_trace(go.Heatmap(z=grids[measure], x=list(range(24)), y=list(queries.WEEKDAYS), zmin=0, zmax=100,
-                                 colorscale=scale, name=measure, showscale=False,
+        fig.add_trace(go.Heatmap(z=grids[measure], x=list(range(24)), y=list(queries.WEEKDAYS), zmin=0, zmax=top,
+                                 colorscale=scale, name=measure, colorbar={"x": 0.46 if column == 1 else 1.0,
+                                                                           "thickness": 10, "ticksuffix": " %"},
                                  hovertemplate="%{y} %{x}:00 · %{z:.1f} %<extra></extra>"), row=1, col=column)
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="local hour", dtick=3)
