@@ -3,16 +3,15 @@ day and hour, checked against plain Python; the Spark runner and a rerun leave e
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyarrow.parquet as pq
 import pytest
-from test_velib_daily import SLICES, land, preference, run_job
+from test_velib_daily import SLICES, lake_root, land, run_job
 
 from cronlake.contracts.velib import commune
 from cronlake.core import settings as settings_module
@@ -24,27 +23,24 @@ PARIS = ZoneInfo("Europe/Paris")
 CAP = timedelta(minutes=capacity.MAX_GAP_MINUTES)
 
 
-def snapshots(files: list[Path]) -> dict[str, list[dict[str, str]]]:
-    """Per station, its deduplicated snapshots in time order (of copies with one time, the one velib_daily keeps)."""
-    rows = []
-    for file in files:
-        with open(file, newline="", encoding="utf-8") as handle:
-            rows.extend(csv.DictReader(handle))
-    rows.sort(key=lambda r: (r["station_code"], r["reported_at"]))
-    stations: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for (code, _), copies in groupby(rows, key=lambda r: (r["station_code"], r["reported_at"])):
-        stations[code].append(max(copies, key=preference))
-    return stations
+def snapshots(lake: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per station, the snapshots velib_daily stored in processed/velib_status (its Parquet files read with
+    pyarrow), in the order of the job's time column. The job's input, whatever velib_daily's dedup rule."""
+    stations: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for file in sorted((lake / "processed" / "velib_status").rglob("*.parquet")):
+        for row in pq.read_table(file, columns=list(capacity.COLUMNS)).to_pylist():
+            stations[row["station_code"]].append(row)
+    return {code: sorted(rows, key=instant) for code, rows in stations.items()}
 
 
-def instant(row: dict[str, str]) -> datetime:
-    return datetime.fromisoformat(row["reported_at"].replace("Z", "+00:00"))
+def instant(row: dict[str, Any]) -> datetime:
+    return row[capacity.TIME].astimezone(UTC)
 
 
-def expected_seconds(files: list[Path]) -> dict[tuple[str, str], dict[str, list[int]]]:
+def expected_seconds(stations: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], dict[str, list[int]]]:
     """Walk each held interval hour by local hour: {(station, day): {measure: 24 hourly seconds}}."""
     result: dict[tuple[str, str], dict[str, list[int]]] = {}
-    for code, rows in snapshots(files).items():
+    for code, rows in stations.items():
         for row, following in zip(rows, rows[1:], strict=False):
             moment, until = instant(row), min(instant(following), instant(row) + CAP)
             while moment < until:
@@ -53,10 +49,10 @@ def expected_seconds(files: list[Path]) -> dict[tuple[str, str], dict[str, list[
                 seconds = round((boundary - moment).total_seconds())
                 hours = result.setdefault((code, local.date().isoformat()),
                                           {m: [0] * 24 for m in ("observed", "empty", "full")})
-                if row["is_installed"] == "true":
+                if row["is_installed"]:
                     hours["observed"][local.hour] += seconds
-                    hours["empty"][local.hour] += seconds * (row["bikes"] == "0")
-                    hours["full"][local.hour] += seconds * (row["docks_free"] == "0")
+                    hours["empty"][local.hour] += seconds * (row["bikes"] == 0)
+                    hours["full"][local.hour] += seconds * (row["docks_free"] == 0)
                 moment = boundary
     return result
 
@@ -85,13 +81,13 @@ def computed(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
         land(env, *SLICES)
         run_job()
         assert capacity.JOB.main([]) == 0
-        yield {"env": env, "documents": documents()}
+        yield {"env": env, "documents": documents(), "stored": snapshots(lake_root(env))}
 
 
 def test_seconds_match_plain_python(computed: dict[str, Any]) -> None:
-    expected = expected_seconds(SLICES)
-    gaps = [instant(b) - instant(a) for rows in snapshots(SLICES).values() for a, b in zip(rows, rows[1:],
-                                                                                           strict=False)]
+    stored = computed["stored"]
+    expected = expected_seconds(stored)
+    gaps = [instant(b) - instant(a) for rows in stored.values() for a, b in zip(rows, rows[1:], strict=False)]
     assert any(gap > CAP for gap in gaps)  # the night gaps of the history: the cap matters on this slice
     docs = computed["documents"]
     assert {(d["station_code"], d["day"]) for d in docs.values()} == set(expected)
@@ -104,12 +100,12 @@ def test_seconds_match_plain_python(computed: dict[str, Any]) -> None:
         assert doc["max_gap_s"] == CAP.total_seconds()
     # name, zone and capacity are those of the station's last snapshot of the day
     last = {}
-    for code, rows in snapshots(SLICES).items():
+    for code, rows in stored.items():
         for row in rows[:-1]:  # the very last snapshot holds nothing
             last[(code, instant(row).astimezone(PARIS).date().isoformat())] = row
     for (code, day), row in last.items():
         doc = docs[f"{code}|{day}"]
-        assert (doc["name"], doc["zone"], doc["capacity"]) == (row["name"], row["zone"], int(row["capacity"]))
+        assert (doc["name"], doc["zone"], doc["capacity"]) == (row["name"], row["zone"], row["capacity"])
         assert doc["commune"] == row["zone"]  # the slice's zones are communes (no INSEE code)
     full = sum(d["full_s"] for d in docs.values()) / sum(d["observed_s"] for d in docs.values())
     assert 0 < full < 1
