@@ -85,10 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "day of processed/velib_status)")
     parser.add_argument("--runner", choices=RUNNERS, default="auto",
                         help="spark, duckdb (one node, file:// lake) or auto, as velib_daily (same outputs)")
-    parser.add_argument("--max-gap-minutes", type=int, default=MAX_GAP_MINUTES, metavar="N",
+    parser.add_argument("--max-gap-minutes", type=minutes, default=MAX_GAP_MINUTES, metavar="N",
                         help=f"a snapshot's state holds at most N minutes (default {MAX_GAP_MINUTES}); "
                              "the rest of a longer gap is unobserved")
     return parser
+
+
+def minutes(value: str) -> int:
+    """A --max-gap-minutes value: a whole number of minutes, at least 1."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of minutes >= 1, got {value!r}")
+    return int(value)
 
 
 def pieces_sql(status: str, max_gap_s: int) -> str:
