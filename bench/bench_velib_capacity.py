@@ -86,7 +86,7 @@ def documents(settings: settings_module.Settings) -> dict[str, dict]:
 
 def planner_answer(store: Store, daily: Store) -> None:
     """The whole period's figures from the capacity documents, with the sample-counted full share beside."""
-    first, last = queries.days(store)[0], queries.days(store)[-1]
+    first, last = queries.day_bounds(store)
     rows = queries.observed_enough(queries.station_totals(store, first, last), MIN_HOURS)
     samples: dict[str, list[int]] = {}
     for doc in daily.data[STATION_DAILY.name].find({}, {"station_code": 1, "samples": 1, "zero_dock_samples": 1}):
