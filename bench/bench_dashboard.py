@@ -117,6 +117,23 @@ def seed(data: Any, ops: Any, sites: list[dict[str, Any]], days: list[str], runs
     ops.heartbeats.insert_one({"_id": "velib_stream", "last_batch_at": now, "batch_id": 1, "pid": 1, "host": "h"})
 
 
+def seed_capacity(data: Any, sites: list[dict[str, Any]], days: list[str], rng: random.Random) -> None:
+    """velib_station_capacity: per station-day, hourly seconds observed (most of each hour), empty and full."""
+    docs = []
+    for day in days:
+        for s in sites:
+            observed = [rng.choice((3600, 3600, 3600, rng.randint(0, 3600))) for _ in range(24)]
+            empty = [rng.choice((0, 0, 0, rng.randint(0, o))) for o in observed]
+            full = [rng.choice((0, 0, 0, rng.randint(0, o - e))) for o, e in zip(observed, empty, strict=True)]
+            docs.append({"_id": f"{s['station_code']}|{day}", "station_code": s["station_code"], "day": day,
+                         "name": s["name"], "zone": s["zone"], "insee_code": None, "commune": s["zone"],
+                         "capacity": s["capacity"], "max_gap_s": 7200, "observed_s": sum(observed),
+                         "empty_s": sum(empty), "full_s": sum(full), "observed_by_hour": observed,
+                         "empty_by_hour": empty, "full_by_hour": full})
+    for start in range(0, len(docs), 5000):
+        data.velib_station_capacity.insert_many(docs[start:start + 5000], ordered=False)
+
+
 def measure(function: Callable[[], Any], repeat: int) -> list[float]:
     """Milliseconds per call, the output JSON-encoded as Dash does before answering."""
     times = []
@@ -155,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         sites = stations(args.stations)
         started = time.perf_counter()
         seed(data_db(settings), ops_db(settings), sites, days, args.runs_per_day, rng)
+        seed_capacity(data_db(settings), sites, days, rng)
         print(f"seeded {len(days)} days x {len(sites)} stations ({len(days) * len(sites)} station-days, "
               f"{len(JOBS) * len(days) * args.runs_per_day} job runs) in {time.perf_counter() - started:.1f} s")
 
@@ -164,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         from dashboard import store
         from dashboard.app import app  # noqa: F401 - registers the pages and their callbacks
         from dashboard.pages import health
-        from dashboard.pages.velib import extremes, live, model, station, zones
+        from dashboard.pages.velib import capacity, extremes, live, model, station, zones
 
         for collection in (*velib.COLLECTIONS, *OPS_COLLECTIONS):  # as the jobs do
             sink.ensure_indexes(sink.database(settings, collection), collection)
@@ -188,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             ("  query: live_stations", lambda: store.current().live_stations()),
             ("  query: station_options", lambda: (forget_options(), store.current().station_options())[1]),
             ("  query: extremes", lambda: store.current().extremes(rng.choice(days))),
+            ("capacity.layout", capacity.layout),
+            ("capacity.render (7 days)", lambda: capacity.render(None, None, 12)),
+            ("capacity.render (30 days)", lambda: capacity.render(days[0], days[-1], 12)),
+            ("capacity.heatmap (zone, 7 d)", lambda: capacity.heatmap(None, None, f"zone:{rng.choice(zone_names)}",
+                                                                      12)),
+            ("capacity.download (7 days)", lambda: capacity.download(1, None, None, 12)),
             ("model.render", model.render),
             ("health.render", health.render),
         ]

@@ -21,9 +21,9 @@ from dash import Dash, dcc, html
 from dashboard.pages import catalog, health
 from dashboard.pages.churn import risk
 from dashboard.pages.retail import campaigns, sales, social, traffic
-from dashboard.pages.velib import extremes, live, model, station, zones
+from dashboard.pages.velib import capacity, extremes, live, model, station, zones
 
-PAGES = (live, station, zones, extremes, model, risk, sales, traffic, social, campaigns, catalog, health)
+PAGES = (live, station, zones, extremes, capacity, model, risk, sales, traffic, social, campaigns, catalog, health)
 
 
 def create_app() -> Dash:

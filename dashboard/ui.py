@@ -6,7 +6,9 @@ becomes a readable message in the page instead of a traceback (or Dash's error t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import csv
+import io
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
@@ -77,6 +79,15 @@ def table(table_id: str, rows: Iterable[dict[str, Any]], columns: list[Column], 
                                 for status in ("failed", "died")] if any(f == "status" for f, _ in columns) else [],
         style_header={"fontWeight": "600", "backgroundColor": "#eef1f5"},
     )
+
+
+def csv_text(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> str:
+    """`rows` as CSV with a header of `fields` (other keys ignored), for a page's download button."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def stat(label: str, value: Any, stat_id: str | None = None) -> html.Div:

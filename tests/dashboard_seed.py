@@ -9,6 +9,7 @@ records. `seed()` seeds the deployment the CRONLAKE_* environment points at:
   CSV (plus one file with a wrong header);
 - the real batch job `velib_daily` runs in-process (Spark) → velib_station_daily / velib_zone_daily /
   a job_runs record, the bad file quarantined;
+- the real `velib_capacity` job → velib_station_capacity (time empty / full per station, day and hour);
 - one more file is landed (left waiting) and the real `lake_census` job counts the lake;
 - the streaming job's update function (`process.velib.stream.LiveWriter.write_batch`) applies the slice as one
   micro-batch → velib_live_station / velib_live_zone / heartbeats;
@@ -43,6 +44,7 @@ from cronlake.core.settings import Settings, load
 from cronlake.ops import census
 from ingest.velib.records import StationIndex, normalise_history_row
 from process.retail import social as retail_social
+from process.velib import capacity as velib_capacity
 from process.velib import daily as velib_daily
 from process.velib import model as velib_model
 from process.velib.stream import LiveWriter, valid_records
@@ -86,6 +88,11 @@ def seed_daily(settings: Settings, records: list[dict[str, Any]]) -> None:
     if velib_daily.JOB.main([]) != 0:
         raise RuntimeError("velib_daily failed while seeding the dashboard tests")
     lake.put_text("landing/velib/velib-waiting.csv", csv_text(records[-40:]))
+
+
+def seed_capacity() -> None:
+    if velib_capacity.JOB.main([]) != 0:
+        raise RuntimeError("velib_capacity failed while seeding the dashboard tests")
 
 
 def seed_census() -> None:
@@ -148,6 +155,7 @@ def seed() -> None:
     records = load_records()
     seed_ops(settings)
     seed_daily(settings, records)
+    seed_capacity()
     seed_census()
     seed_live(settings, records)
     seed_model()

@@ -8,6 +8,7 @@ Screenshots of every page go to artifacts/screenshots/ (git-ignored; the README'
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -397,6 +398,96 @@ def test_empty_and_full_stations_for_a_day(seeded: dict[str, Any], browser: webd
     assert "not a calendar day" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text
 
 
+def capacity_expected(docs: list[dict[str, Any]], min_hours: float) -> dict[str, Any]:
+    """The Capacity page's figures from the documents with plain Python: seconds summed, then divided."""
+    stations: dict[str, dict[str, Any]] = {}
+    for doc in sorted(docs, key=lambda d: d["day"]):
+        row = stations.setdefault(doc["station_code"], {"observed": 0, "empty": 0, "full": 0})
+        row.update(zone=doc["zone"], commune=doc["commune"], name=doc["name"], capacity=doc["capacity"])
+        for measure in ("observed", "empty", "full"):
+            row[measure] += doc[f"{measure}_s"]
+    ranked = {code: row for code, row in stations.items() if row["observed"] >= min_hours * 3600}
+    pct = {code: {m: round(100 * row[m] / row["observed"], 1) for m in ("full", "empty")}
+           for code, row in ranked.items()}
+    zones: dict[str, dict[str, int]] = {}
+    for row in stations.values():
+        zone = zones.setdefault(row["zone"], {"observed": 0, "full": 0, "empty": 0, "stations": 0})
+        zone["stations"] += 1
+        for measure in ("observed", "empty", "full"):
+            zone[measure] += row[measure]
+
+    def order(measure: str) -> list[str]:
+        return sorted((c for c in ranked if pct[c][measure] > 0), key=lambda c: (-pct[c][measure], c))
+
+    return {"ranked": ranked, "pct": pct, "full": order("full"), "empty": order("empty"), "zones": zones}
+
+
+def hour_of_week_full(docs: list[dict[str, Any]]) -> list[list[float | None]]:
+    observed = [[0] * 24 for _ in range(7)]
+    full = [[0] * 24 for _ in range(7)]
+    for doc in docs:
+        weekday = date.fromisoformat(doc["day"]).weekday()
+        for hour in range(24):
+            observed[weekday][hour] += doc["observed_by_hour"][hour]
+            full[weekday][hour] += doc["full_by_hour"][hour]
+    return [[round(100 * f / o, 1) if o else None for f, o in zip(fs, os_, strict=True)]
+            for fs, os_ in zip(full, observed, strict=True)]
+
+
+def test_capacity_page_rankings_zones_heatmap_and_csv(seeded: dict[str, Any], browser: webdriver.Chrome,
+                                                      tmp_path: Path) -> None:
+    docs = list(seeded["data"].velib_station_capacity.find())
+    expected = capacity_expected(docs, min_hours=12)
+    assert expected["full"] and expected["empty"]  # the slice has stations that ran full and empty
+
+    open_page(browser, seeded["url"] + "/capacity", "#capacity-full tbody td")
+    assert text_of(browser, "capacity-stations") == str(len(expected["ranked"]))
+    assert text_of(browser, "capacity-undersized") == str(sum(p["full"] >= 10 for p in expected["pct"].values()))
+    for kind in ("full", "empty"):
+        rows = table(browser, f"capacity-{kind}")
+        assert [r["station_code"] for r in rows] == expected[kind][:25]
+        for row in rows:
+            assert as_number(row[f"{kind}_pct"]) == expected["pct"][row["station_code"]][kind]
+    zones = {r["zone"]: r for r in table(browser, "capacity-zones")}
+    assert set(zones) == set(expected["zones"])
+    for zone, sums in expected["zones"].items():
+        assert int(zones[zone]["stations"]) == sums["stations"]
+        assert as_number(zones[zone]["full_pct"]) == round(100 * sums["full"] / sums["observed"], 1)
+    points = browser.execute_script("return document.querySelector('#capacity-scatter .js-plotly-plot').data"
+                                    ".flatMap(trace => trace.customdata.map(c => c[1]))")
+    assert sorted(points) == sorted(expected["ranked"])
+    screenshot(browser, "capacity")
+
+    top = expected["full"][0]
+    wait_text(browser, "capacity-focus-title", f"({top})")
+    grid = browser.execute_script("return document.querySelector('#capacity-heatmap .js-plotly-plot').data[0].z")
+    assert grid == hour_of_week_full([d for d in docs if d["station_code"] == top])
+    zone = sorted(expected["zones"])[0]
+    pick(browser, "capacity-focus", zone[:4], f"zone: {zone}")
+    wait_text(browser, "capacity-focus-title", f"zone {zone}")
+    grid = browser.execute_script("return document.querySelector('#capacity-heatmap .js-plotly-plot').data[0].z")
+    assert grid == hour_of_week_full([d for d in docs if d["zone"] == zone])
+    browser.execute_script("document.getElementById('capacity-heatmap').scrollIntoView()")
+    screenshot(browser, "capacity-heatmap")
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    browser.find_element(By.ID, "capacity-download-button").click()
+    WebDriverWait(browser, WAIT_S).until(lambda _: [p for p in downloads.glob("*.csv")])
+    with open(next(downloads.glob("*.csv")), newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    pct = expected["pct"]
+    assert [r["station_code"] for r in rows] == sorted(pct, key=lambda c: (-pct[c]["full"], -pct[c]["empty"], c))
+    for row in rows:
+        assert float(row["full_pct"]) == pct[row["station_code"]]["full"]
+        assert float(row["empty_pct"]) == pct[row["station_code"]]["empty"]
+        assert int(row["capacity"]) == expected["ranked"][row["station_code"]]["capacity"]
+
+    open_page(browser, seeded["url"] + "/capacity?start=2022-02-30", "#capacity-full tbody td")
+    assert "not a calendar day" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text
+
+
 def test_model_page_metrics_and_predictions(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
     data = seeded["data"]
     run = max(data.velib_model_runs.find(), key=lambda d: d["trained_at"])
@@ -459,6 +550,7 @@ def test_empty_database_says_what_to_run(cronlake_env: dict[str, str], browser: 
         "/station": {"velib_daily"},
         "/zones": {"velib_daily", "velib_stream"},
         "/extremes": {"velib_daily"},
+        "/capacity": {"velib_capacity"},
         "/model": {"velib_train"},
         "/churn": {"churn_stream", "churn_train"},
         "/retail/campaigns": {"retail_ads"},
@@ -545,6 +637,7 @@ def test_the_dashboard_issues_no_write_command(seeded: dict[str, Any], monkeypat
     brand = seeded["data"].retail_social_mentions.find_one()["brand"]
     values = {"live-zone": [None, zone], "live-metric": ["fill", "ebike"], "station-picker": [code],
               "zones-day": [day], "extremes-day": [day], "ads-campaign": ["all", "916"],
+              "capacity-range": [day], "capacity-focus": [None, f"zone:{zone}"],
               "social-day": [social_day], "social-granularity": ["10min", "hour"], "social-brands": [[], [brand]],
               "search": ["", f"?station={code}", f"?day={day}", f"?zone={zone}", f"?brand={brand}"]}
     assert_no_write_command(seeded["env"], seeded["settings"], values, monkeypatch)

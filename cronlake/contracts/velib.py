@@ -97,7 +97,24 @@ MODEL_RUNS = Collection(
 PREDICTIONS = Collection(
     "velib_predictions", key=("station_code",), produced_by="velib_train", indexes=(("-probability_full",),),
     fields=("station_code", "name", "zone", "at", "probability_full", "predicted_full", "model_version"))
-COLLECTIONS = (STATION_DAILY, ZONE_DAILY, LIVE_STATION, LIVE_ZONE, LIVE_BUCKETS, MODEL_RUNS, PREDICTIONS)
+# Capacity sizing (`process/velib/capacity.py`): seconds observed / empty / full per station and local day, in total
+# and per local hour (24 integers each), additive over any period; the page reads a period by (day), a zone's
+# hours by (zone, day) and a station's by its key.
+STATION_CAPACITY = Collection(
+    "velib_station_capacity", key=("station_code", "day"), produced_by="velib_capacity",
+    indexes=(("day",), ("zone", "day")),
+    fields=("station_code", "day", "name", "zone", "insee_code", "commune", "capacity", "max_gap_s", "observed_s",
+            "empty_s", "full_s", "observed_by_hour", "empty_by_hour", "full_by_hour"))
+PARIS_ARRONDISSEMENTS = frozenset(f"751{number:02d}" for number in range(1, 21))  # their INSEE codes
+
+
+def commune(zone: str, insee_code: str | None) -> str:
+    """A zone's commune, the second level: "Paris" for an arrondissement (INSEE 75101-75120), else the zone."""
+    return "Paris" if insee_code in PARIS_ARRONDISSEMENTS else zone
+
+
+COLLECTIONS = (STATION_DAILY, ZONE_DAILY, LIVE_STATION, LIVE_ZONE, LIVE_BUCKETS, MODEL_RUNS, PREDICTIONS,
+               STATION_CAPACITY)
 
 # The Velib jobs that fill the kit's operations collections (what the health page tells an empty deployment to run).
 FILLS_OPS = {"job_runs": "velib_daily", "heartbeats": "velib_stream", "kafka_lag": "velib_land"}

@@ -2,10 +2,11 @@
 
 Steps, each through the job runner exactly as cron runs them (locks, run records, JSON step logs):
 replay N recorded snapshots into Kafka (`velib_produce`, one run per snapshot, as the minute cron would), land
-the topic as files (`velib_land`), compute the daily statistics (`velib_daily`), train the "will it be full"
-model (`velib_train`), fold the topic into live averages (`velib_stream` until idle), count the lake
-(`lake_census`); then print a summary. Each run continues where the previous one stopped (the replay position
-is kept in the state folder), so running it again adds the next snapshots.
+the topic as files (`velib_land`), compute the daily statistics (`velib_daily`) and the time each station spends
+empty or full (`velib_capacity`, the Capacity page), train the "will it be full" model (`velib_train`), fold the
+topic into live averages (`velib_stream` until idle), count the lake (`lake_census`); then print a summary. Each
+run continues where the previous one stopped (the replay position is kept in the state folder), so running it
+again adds the next snapshots.
 
     python -m cronlake.ops.demo [--snapshots 72] [--quiet]
 """
@@ -61,6 +62,7 @@ def summary(settings: settings_module.Settings) -> list[str]:
         + (f" ({days[0]} .. {days[-1]})" if days else ""),
         f"live stations / zones    : {data.velib_live_station.count_documents({})} / "
         f"{data.velib_live_zone.count_documents({})}",
+        f"capacity (station-days)  : {data[velib.STATION_CAPACITY.name].count_documents({})} (dashboard /capacity)",
         f"files archived           : {archived} (records quarantined: {quarantined})",
     ]
     if model:
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"demo: velib_produce failed (exit {code}); see job_runs")
     step("land the topic as files", ["velib_land"], args.quiet)
     step("daily statistics", ["velib_daily"], args.quiet)
+    step("capacity sizing", ["velib_capacity"], args.quiet)
     step("train the model", ["velib_train"], args.quiet)
     step("live averages", ["velib_stream", "--starting-offsets", "earliest", "--until-idle", "15"], args.quiet)
     step("lake census", ["lake_census"], args.quiet)

@@ -10,7 +10,8 @@ Output, per engine, two DataFrames with the columns of the MongoDB collections t
   min/max, and how many snapshots had no bike (`zero_bike_samples`) or no free dock (`zero_dock_samples`);
   name, zone and capacity are those of the station's last snapshot of the day (by observed_at).
 - zone daily (zone, day): stations, samples, averages over every snapshot of the zone's stations that day,
-  fill_ratio = avg bikes / avg capacity.
+  fill_ratio = avg bikes / avg capacity (null when every snapshot of the zone that day had capacity 0, e.g.
+  stations being installed).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def dataframe_stats(status: DataFrame) -> DailyStats:
         .agg(F.countDistinct("station_code").alias("stations"), F.count("*").alias("samples"),
              F.avg("bikes").alias("avg_bikes"), F.avg("mechanical").alias("avg_mechanical"),
              F.avg("ebike").alias("avg_ebike"), F.avg("docks_free").alias("avg_docks_free"),
-             (F.avg("bikes") / F.avg("capacity")).alias("fill_ratio"))
+             F.when(F.avg("capacity") > 0, F.avg("bikes") / F.avg("capacity")).alias("fill_ratio"))
         .select(*ZONE_DAILY.fields)
     )
     return DailyStats(station, zone)
@@ -77,7 +78,8 @@ GROUP BY station_code, day
 ZONE_SQL = """
 SELECT zone, day, count(DISTINCT station_code) AS stations, count(*) AS samples,
        avg(bikes) AS avg_bikes, avg(mechanical) AS avg_mechanical, avg(ebike) AS avg_ebike,
-       avg(docks_free) AS avg_docks_free, avg(bikes) / avg(capacity) AS fill_ratio
+       avg(docks_free) AS avg_docks_free,
+       CASE WHEN avg(capacity) > 0 THEN avg(bikes) / avg(capacity) END AS fill_ratio
 FROM {status}
 GROUP BY zone, day
 """

@@ -7,8 +7,6 @@ its indexes (see `cronlake/contracts/retail.py`). An empty selection raises `NoD
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from typing import Any
 
@@ -16,6 +14,7 @@ from pymongo import ASCENDING
 
 from cronlake.contracts.retail import SALES_DAILY
 from dashboard.store import NoData, Store, projection
+from dashboard.ui import csv_text
 
 FIELDS = ("source", "day", "region", "category", "orders", "lines", "revenue", "cancelled_lines", "lineage_run")
 SOURCES = ("uci", "olist")
@@ -53,8 +52,4 @@ def totals(rows: list[dict[str, Any]], *by: str) -> list[dict[str, Any]]:
 
 
 def as_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(rows, FIELDS)
