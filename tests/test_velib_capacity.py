@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pyarrow.parquet as pq
 import pytest
-from ingest.velib.zones import DEFAULT_GEO_DIR, ZoneMap
 from test_velib_daily import SLICES, lake_root, land, run_job
 
 from cronlake.contracts.velib import commune
+from cronlake.contracts.velib_zones import DEFAULT_GEO_DIR, ZoneMap
 from cronlake.core import settings as settings_module
 from cronlake.core.mongo import data_db, ops_db
 from process.velib import capacity
