@@ -52,6 +52,15 @@ def expected_examples() -> list[tuple[float, bool, bool]]:
     return found
 
 
+def components(node):
+    """`node` and every Dash component below it."""
+    yield node
+    children = getattr(node, "children", None)
+    for child in children if isinstance(children, list) else [children]:
+        if hasattr(child, "to_plotly_json"):
+            yield from components(child)
+
+
 def slice_status(spark):
     return (spark.read.option("header", True).schema(velib_daily.CSV_SCHEMA).csv(str(SLICE))
             .withColumn("reported_at", F.to_timestamp("reported_at")))
@@ -163,13 +172,33 @@ def test_train_evaluates_saves_and_predicts(spark, cronlake_env):
     for who in ("model", "baseline"):
         assert set(run["metrics"][who]) == {"auc", "pr_auc", "precision", "recall", "f1"}
         assert all(0.0 <= value <= 1.0 for value in run["metrics"][who].values()), run["metrics"]
-    assert run["threshold"] in velib_model.THRESHOLDS
+    # The threshold is the best F1 of the validation curve (ties: nearest 0.5), never read off the test curve.
+    validation = run["pr_curve_validation"]
+    assert [p["threshold"] for p in validation] == velib_model.THRESHOLDS
+    best = max(p["f1"] for p in validation)
+    assert run["threshold"] == min((p["threshold"] for p in validation if p["f1"] == best),
+                                   key=lambda threshold: abs(threshold - 0.5))
+    assert run["fit_until"] < run["test_from"]
     assert [p["threshold"] for p in run["pr_curve"]] == velib_model.THRESHOLDS
     recalls = [p["recall"] for p in run["pr_curve"]]
     assert recalls == sorted(recalls, reverse=True)  # a higher threshold never finds more full stations
     chosen = next(p for p in run["pr_curve"] if p["threshold"] == run["threshold"])
     assert (chosen["precision"], chosen["recall"]) == (run["metrics"]["model"]["precision"],
                                                        run["metrics"]["model"]["recall"])
+
+    # The Model page's section built from this run: model beside baseline per metric, the chosen threshold, and
+    # the test precision–recall curve with the baseline's point.
+    from dashboard.pages.velib import model as model_page
+
+    page = {getattr(c, "id", None): c for c in components(model_page.run_section())}
+    shown = {r["metric"]: r for r in page["model-metrics"].data}
+    for name in ("pr_auc", "f1"):
+        for who in ("model", "baseline"):
+            assert shown[name][who] == round(run["metrics"][who][name], 3)
+    assert page["model-threshold"].children == str(run["threshold"])
+    traces = {trace.name: trace for trace in page["model-pr-curve"].figure.data}
+    assert list(traces["model (thresholds)"].x) == [p["recall"] for p in run["pr_curve"]]
+    assert list(traces["baseline: full at t-1"].y) == [run["metrics"]["baseline"]["precision"]]
 
     from pyspark.ml import PipelineModel
 

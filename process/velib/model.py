@@ -7,10 +7,14 @@ the local (Europe/Paris) hour and weekday of t, and the minutes between t-1 and 
 ~30-60 min in the history, one minute live, so the model is told how far ahead it predicts), plus what a
 practitioner adds (`HISTORY_FEATURES`): the station's past full rate overall, by local hour, by hour of the week
 and over the last 6 and 24 hours, the trend of free docks (t-1 minus t-2, t-1 minus t-3), the fill of t-1, the
-minutes since its free docks last changed and how long it has been full at t-1. Every one of them is computed
-from snapshots before t only (the rates average earlier labels), so they serve the test and the live predictions
-alike. Label: docks_free == 0 at t. An example whose four snapshots are not each within `--max-gap-minutes`
-(default 120) of the next is dropped: across a collection outage the lags no longer describe the recent past.
+minutes since its free docks last changed and how long it has been full at t-1; the state of t-1 in more telling
+forms (`STATE_FEATURES`: free docks against the station's usual count at t's hour, the trend per minute projected
+to t, bikes beyond the docks, the e-bike share); and its neighbourhood (`NEIGHBOUR_FEATURES`: the stations within
+`--neighbour-radius`, 500 m, each by its latest snapshot at t-1: how many, the share full, the share of docks free
+and its change since t-2). Every one of them is computed from snapshots before t only (the rates and means average
+earlier snapshots), so they serve the test and the live predictions alike. Label: docks_free == 0 at t. An
+example whose four snapshots are not each within `--max-gap-minutes` (default 120) of the next is dropped:
+across a collection outage the lags no longer describe the recent past.
 
 Model: a Spark ML Pipeline, VectorAssembler + RandomForestClassifier. Trees fit the non-linear effects
 (hour × weekday, "almost full" thresholds that depend on capacity) without scaling or one-hot encoding, and
@@ -28,7 +32,8 @@ fit; the test set informs no choice). `--class-weight balanced` reweights the cl
 then no longer calibrated).
 
 Outputs: the fitted pipeline under `models/velib_full/<version>/` (version = UTC time of the run),
-`velib_model_runs` (metrics, threshold, precision–recall curve, sizes, class balance) and `velib_predictions`:
+`velib_model_runs` (metrics, threshold, precision–recall curves of the test and validation periods, sizes,
+class balance) and `velib_predictions`:
 per station, the probability that it is full at its next snapshot, from its 3 latest snapshots (next snapshot
 time = latest + latest interval).
 
@@ -380,7 +385,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     sink.upsert(database, MODEL_RUNS, [{
         "version": version, "trained_at": trained_at, "train_until": utc(train_until),
         "test_from": trained.test_from, "rows_train": sizes["train"]["rows"], "rows_test": sizes["test"]["rows"],
-        "metrics": metrics, "pr_curve": trained.pr_curve["test"], "path": path,
+        "metrics": metrics, "pr_curve": trained.pr_curve["test"], "pr_curve_validation": trained.pr_curve["validation"],
+        "path": path,
         "positives_train": sizes["train"]["positives"], "positives_test": sizes["test"]["positives"],
         "positive_rate_test": round(sizes["test"]["positives"] / sizes["test"]["rows"], 6),
         "classifier": "RandomForestClassifier", "features": FEATURES, "class_weight": args.class_weight,
