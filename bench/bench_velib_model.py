@@ -1,11 +1,11 @@
 """Benchmark the "will it be full" model against the "full at t-1" baseline on the whole 21-day history.
 
 Reads the shared open-data history, normalises it with the replay reader (stations the index cannot place are
-skipped, as velib_daily quarantines them), keeps one copy per (station_code, reported_at) with velib_daily's
-rule, builds the examples of `velib_train` and runs its time split (train 80 % / test 20 %, threshold chosen on
-the last 20 % of the training period). It fits twice — the raw lags only (the model before its history
-features) and all features — and prints one table: AUC, PR-AUC, precision, recall and F1 of each against the
-baseline on the same test rows, with the margins.
+skipped, as velib_daily quarantines them), keeps one copy per snapshot identity with velib_daily's rule (the copy
+observed first), builds the examples of `velib_train` and runs its time split (train 80 % / test 20 %, threshold
+chosen on the last 20 % of the training period). It fits twice — the lags and the station's past full rates only (the
+model before its state and neighbourhood features) and all features — and prints one table: AUC, PR-AUC,
+precision, recall and F1 of each against the baseline on the same test rows, with the margins.
 
     python bench/bench_velib_model.py [--history PATH] [--trees 40] [--max-depth 8]
 """
@@ -28,7 +28,7 @@ from cronlake.core.spark import get_session  # noqa: E402
 from ingest.velib.records import RecordError, StationIndex, normalise_history_row  # noqa: E402
 from ingest.velib.replay import default_reference_files, open_text  # noqa: E402
 from process.velib import model as velib_model  # noqa: E402
-from process.velib.daily import CSV_SCHEMA, KEY, PREFERENCE  # noqa: E402
+from process.velib.daily import CSV_SCHEMA, first_observed_copies  # noqa: E402
 
 HISTORY = REPO.parent / "shared" / "data" / "velib" / "history_2022-05-12_to_2022-06-01.csv.gz"
 METRICS = ("auc", "pr_auc", "precision", "recall", "f1")
@@ -71,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         written, skipped = normalise_history(args.history, records)
         raw = spark.read.schema(CSV_SCHEMA).csv(str(records))
-        status = (raw.withColumn("reported_at", F.to_timestamp("reported_at"))
-                  .groupBy(*KEY).agg(F.max(F.struct(*[c for c in PREFERENCE if c != "day"])).alias("copy"))
-                  .select(*KEY, "copy.*"))
+        status = first_observed_copies(raw.withColumn("reported_at", F.to_timestamp("reported_at"))
+                                       .withColumn("observed_at", F.to_timestamp("observed_at")))
         labelled = velib_model.examples(status, "Europe/Paris", 120.0).where(F.col("docks_free").isNotNull()).cache()
         print(f"history: {written} records ({skipped} skipped), {labelled.count()} examples, "
               f"prepared in {time.monotonic() - started:.0f} s", flush=True)
         results = {}
-        for name, features in (("raw lags", velib_model.LAG_FEATURES), ("all features", velib_model.FEATURES)):
+        station_only = [*velib_model.LAG_FEATURES, *velib_model.HISTORY_FEATURES]
+        for name, features in (("lags + station rates", station_only), ("all features", velib_model.FEATURES)):
             started = time.monotonic()
             trained = velib_model.fit_and_score(labelled, train_args, features)
             results[name] = (trained, time.monotonic() - started)
@@ -87,14 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntest from {trained.test_from.isoformat()}: {sizes['test']['rows']} examples, "
           f"{sizes['test']['positives']} full ({sizes['test']['positives'] / sizes['test']['rows']:.2%}); "
           f"train {sizes['train']['rows']}")
-    print(f"\n{'scorer':<22}{'threshold':>10}{'fit s':>8}" + "".join(f"{m:>11}" for m in METRICS))
+    print(f"\n{'scorer':<30}{'threshold':>10}{'fit s':>8}" + "".join(f"{m:>11}" for m in METRICS))
     baseline = trained.metrics["baseline"]
-    print(f"{'baseline full at t-1':<22}{'-':>10}{'-':>8}" + "".join(f"{baseline[m]:>11.3f}" for m in METRICS))
+    print(f"{'baseline full at t-1':<30}{'-':>10}{'-':>8}" + "".join(f"{baseline[m]:>11.3f}" for m in METRICS))
     for name, (result, seconds) in results.items():
         scores = result.metrics["model"]
-        print(f"{'model, ' + name:<22}{result.threshold:>10.2f}{seconds:>8.0f}"
+        print(f"{'model, ' + name:<30}{result.threshold:>10.2f}{seconds:>8.0f}"
               + "".join(f"{scores[m]:>11.3f}" for m in METRICS))
-        print(f"{'  margin':<22}{'':>10}{'':>8}" + "".join(f"{scores[m] - baseline[m]:>+11.3f}" for m in METRICS))
+        print(f"{'  margin':<30}{'':>10}{'':>8}" + "".join(f"{scores[m] - baseline[m]:>+11.3f}" for m in METRICS))
     spark.stop()
     return 0
 

@@ -4,6 +4,7 @@ Python, model metrics in range, model saved and loadable, one prediction per sta
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 from collections import defaultdict
 from datetime import datetime
@@ -20,6 +21,7 @@ from process.velib import model as velib_model
 
 SLICE = FIXTURES / "velib_batch" / "velib-model-slice.csv"
 MAX_GAP_S = 120 * 60
+RADIUS_M = 3000.0  # the slice's 15 stations are far apart: a wide radius gives most of them neighbours
 
 
 def epoch(text: str) -> float:
@@ -30,7 +32,7 @@ def snapshots_by_station() -> dict[str, list[dict]]:
     stations = defaultdict(dict)
     with open(SLICE, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            stations[row["station_code"]][row["reported_at"]] = row
+            stations[row["station_code"]][row["observed_at"]] = row
     return {code: [rows[t] for t in sorted(rows, key=epoch)] for code, rows in stations.items()}
 
 
@@ -44,22 +46,50 @@ def expected_examples() -> list[tuple[float, bool, bool]]:
     for rows in snapshots_by_station().values():
         for i in range(3, len(rows)):
             window = rows[i - 3:i + 1]
-            if close([epoch(r["reported_at"]) for r in window]):
-                found.append((epoch(rows[i]["reported_at"]), rows[i]["docks_free"] == "0",
+            if close([epoch(r["observed_at"]) for r in window]):
+                found.append((epoch(rows[i]["observed_at"]), rows[i]["docks_free"] == "0",
                               rows[i - 1]["docks_free"] == "0"))
     return found
 
 
-def test_history_features_use_only_earlier_snapshots(spark):
+def components(node):
+    """`node` and every Dash component below it."""
+    yield node
+    children = getattr(node, "children", None)
+    for child in children if isinstance(children, list) else [children]:
+        if hasattr(child, "to_plotly_json"):
+            yield from components(child)
+
+
+def slice_status(spark):
+    return (spark.read.option("header", True).schema(velib_daily.CSV_SCHEMA).csv(str(SLICE))
+            .withColumn("observed_at", F.to_timestamp("observed_at")))
+
+
+def examples_by_key(status) -> dict[tuple[str, int], dict]:
+    rows = velib_model.examples(status, "Europe/Paris", 120.0, RADIUS_M).collect()
+    return {(r["station_code"], r["at_0"]): r.asDict() for r in rows}
+
+
+@pytest.fixture(scope="module")
+def slice_examples(spark) -> dict[tuple[str, int], dict]:
+    return examples_by_key(slice_status(spark))
+
+
+def metres(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance (haversine) between two (lat, lon) points."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6_371_000 * math.asin(math.sqrt(h))
+
+
+def test_history_features_use_only_earlier_snapshots(slice_examples):
     """Full rates, docks trend and time since the last change of each example, recomputed in plain Python from
     the station's earlier snapshots only: no feature of t sees t or later."""
-    status = (spark.read.option("header", True).schema(velib_daily.CSV_SCHEMA).csv(str(SLICE))
-              .withColumn("reported_at", F.to_timestamp("reported_at")))
-    rows = {(r["station_code"], r["at_0"]): r
-            for r in velib_model.examples(status, "Europe/Paris", 120.0).collect()}
+    rows = slice_examples
     checked = 0
     for code, snapshots in snapshots_by_station().items():
-        times = [epoch(r["reported_at"]) for r in snapshots]
+        times = [epoch(r["observed_at"]) for r in snapshots]
         full = [r["docks_free"] == "0" for r in snapshots]
         docks = [int(r["docks_free"]) for r in snapshots]
         for i in range(3, len(snapshots)):
@@ -73,6 +103,47 @@ def test_history_features_use_only_earlier_snapshots(spark):
             assert row["minutes_since_change"] == pytest.approx((times[i] - times[last_change]) / 60)
             checked += 1
     assert checked > 300
+
+
+def test_neighbour_features_are_the_neighbours_latest_state_at_t_minus_1(slice_examples):
+    """Share full and share of free docks of the stations within the radius, each by its latest snapshot at or
+    before t-1, recomputed in plain Python."""
+    stations = snapshots_by_station()
+    where = {code: (sum(float(r["lat"]) for r in rows) / len(rows), sum(float(r["lon"]) for r in rows) / len(rows))
+             for code, rows in stations.items()}
+    checked = 0
+    for (code, _), row in slice_examples.items():
+        latest = []
+        for other, rows in stations.items():
+            if other != code and metres(where[code], where[other]) <= RADIUS_M:
+                seen = [r for r in rows if epoch(r["observed_at"]) <= row["at_1"]]
+                if seen:
+                    latest.append(seen[-1])
+        assert row["nb_count_1"] == len(latest)
+        if latest:
+            assert row["nb_full_share_1"] == pytest.approx(sum(r["docks_free"] == "0" for r in latest) / len(latest))
+            assert row["nb_free_share_1"] == pytest.approx(
+                sum(int(r["docks_free"]) for r in latest) / sum(int(r["capacity"]) for r in latest))
+            checked += 1
+    assert checked > 300
+
+
+def test_a_changed_future_leaves_earlier_features_unchanged(spark, slice_examples):
+    """Every station full from a time T on (free docks 0, bikes = capacity): no feature of an example at or
+    before T moves, for any station, while the later examples do change."""
+    status = slice_status(spark)
+    cut = status.agg(F.percentile_approx(F.col("observed_at").cast("long"), 0.5).alias("t")).first()["t"]
+    future = F.col("observed_at").cast("long") >= cut
+    rewritten = examples_by_key(status.withColumn("docks_free", F.when(future, 0).otherwise(F.col("docks_free")))
+                                .withColumn("bikes", F.when(future, F.col("capacity")).otherwise(F.col("bikes"))))
+    assert rewritten.keys() == slice_examples.keys()
+    earlier = [key for key in slice_examples if key[1] <= cut]
+    later = [key for key in slice_examples if key[1] > cut]
+    assert len(earlier) > 200 and len(later) > 200
+    for key in earlier:
+        assert {f: rewritten[key][f] for f in velib_model.FEATURES} == {
+            f: slice_examples[key][f] for f in velib_model.FEATURES}, key
+    assert sum(any(rewritten[key][f] != slice_examples[key][f] for f in velib_model.FEATURES) for key in later) > 100
 
 
 def test_train_evaluates_saves_and_predicts(spark, cronlake_env):
@@ -101,13 +172,33 @@ def test_train_evaluates_saves_and_predicts(spark, cronlake_env):
     for who in ("model", "baseline"):
         assert set(run["metrics"][who]) == {"auc", "pr_auc", "precision", "recall", "f1"}
         assert all(0.0 <= value <= 1.0 for value in run["metrics"][who].values()), run["metrics"]
-    assert run["threshold"] in velib_model.THRESHOLDS
+    # The threshold is the best F1 of the validation curve (ties: nearest 0.5), never read off the test curve.
+    validation = run["pr_curve_validation"]
+    assert [p["threshold"] for p in validation] == velib_model.THRESHOLDS
+    best = max(p["f1"] for p in validation)
+    assert run["threshold"] == min((p["threshold"] for p in validation if p["f1"] == best),
+                                   key=lambda threshold: abs(threshold - 0.5))
+    assert run["fit_until"] < run["test_from"]
     assert [p["threshold"] for p in run["pr_curve"]] == velib_model.THRESHOLDS
     recalls = [p["recall"] for p in run["pr_curve"]]
     assert recalls == sorted(recalls, reverse=True)  # a higher threshold never finds more full stations
     chosen = next(p for p in run["pr_curve"] if p["threshold"] == run["threshold"])
     assert (chosen["precision"], chosen["recall"]) == (run["metrics"]["model"]["precision"],
                                                        run["metrics"]["model"]["recall"])
+
+    # The Model page's section built from this run: model beside baseline per metric, the chosen threshold, and
+    # the test precision–recall curve with the baseline's point.
+    from dashboard.pages.velib import model as model_page
+
+    page = {getattr(c, "id", None): c for c in components(model_page.run_section())}
+    shown = {r["metric"]: r for r in page["model-metrics"].data}
+    for name in ("pr_auc", "f1"):
+        for who in ("model", "baseline"):
+            assert shown[name][who] == round(run["metrics"][who][name], 3)
+    assert page["model-threshold"].children == str(run["threshold"])
+    traces = {trace.name: trace for trace in page["model-pr-curve"].figure.data}
+    assert list(traces["model (thresholds)"].x) == [p["recall"] for p in run["pr_curve"]]
+    assert list(traces["baseline: full at t-1"].y) == [run["metrics"]["baseline"]["precision"]]
 
     from pyspark.ml import PipelineModel
 
@@ -119,11 +210,11 @@ def test_train_evaluates_saves_and_predicts(spark, cronlake_env):
     latest = {code: rows[-1] for code, rows in snapshots_by_station().items()}
     eligible = {
         code for code, rows in snapshots_by_station().items()
-        if len(rows) >= 3 and close([epoch(r["reported_at"]) for r in rows[-3:]])
-        and epoch(rows[-1]["reported_at"]) - epoch(rows[-2]["reported_at"]) <= MAX_GAP_S
+        if len(rows) >= 3 and close([epoch(r["observed_at"]) for r in rows[-3:]])
+        and epoch(rows[-1]["observed_at"]) - epoch(rows[-2]["observed_at"]) <= MAX_GAP_S
     }
     assert set(predicted) == eligible and eligible
     for code, document in predicted.items():
         assert document["model_version"] == run["version"]
         assert 0.0 <= document["probability_full"] <= 1.0
-        assert document["at"].timestamp() > epoch(latest[code]["reported_at"])
+        assert document["at"].timestamp() > epoch(latest[code]["observed_at"])

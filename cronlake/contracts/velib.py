@@ -93,7 +93,7 @@ MODEL_RUNS = Collection(
     "velib_model_runs", key=("version",), produced_by="velib_train", indexes=(("-trained_at",),),
     fields=("version", "trained_at", "train_until", "test_from", "rows_train", "rows_test", "metrics", "path",
             "positives_train", "positives_test", "positive_rate_test", "classifier", "features", "class_weight",
-            "threshold", "fit_until", "params", "pr_curve"))
+            "threshold", "fit_until", "params", "pr_curve", "pr_curve_validation"))
 PREDICTIONS = Collection(
     "velib_predictions", key=("station_code",), produced_by="velib_train", indexes=(("-probability_full",),),
     fields=("station_code", "name", "zone", "at", "probability_full", "predicted_full", "model_version"))

@@ -45,7 +45,7 @@ from cronlake.core.settings import Settings
 from process.velib.stats import ENGINES, daily_stats
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 SOURCE = "velib"
 RUNNERS = ("auto", "spark", "duckdb")
@@ -124,9 +124,18 @@ def check_headers(claim: Claim, first_line: Callable[[str], str]) -> None:
             claim.quarantine(path, f"unexpected header {columns[:20]}; expected {STATION.csv_header()}")
 
 
+
+def first_observed_copies(snapshots: DataFrame) -> DataFrame:
+    """One row per snapshot identity (`KEY`): the copy observed first, `COPY_ORDER` breaking ties."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    first_copy = Window.partitionBy(*KEY).orderBy(*[
+        F.col(c).asc_nulls_last() if order == "ASC" else F.col(c).desc_nulls_last() for c, order in COPY_ORDER])
+    return snapshots.withColumn("copy", F.row_number().over(first_copy)).where("copy = 1").drop("copy")
+
 def ingest(context: RunContext, claim: Claim, partitions: int | None) -> list[str]:
     """Validate, deduplicate and publish the claimed files; return the local days they touch."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     spark = context.spark
@@ -170,10 +179,7 @@ def ingest(context: RunContext, claim: Claim, partitions: int | None) -> list[st
     )
     days = sorted(r["day"] for r in valid.select("day").distinct().collect())
     known = STATUS.read(spark, claim.lake, {"day": days}).select(*KEY)
-    first_copy = Window.partitionBy(*KEY).orderBy(*[
-        F.col(c).asc_nulls_last() if order == "ASC" else F.col(c).desc_nulls_last() for c, order in COPY_ORDER])
-    unique = valid.withColumn("copy", F.row_number().over(first_copy)).where("copy = 1").drop("copy")
-    fresh = unique.join(known, KEY, "left_anti").select(valid.columns).repartition("day").cache()
+    fresh = first_observed_copies(valid).join(known, KEY, "left_anti").select(valid.columns).repartition("day").cache()
     rows_out = fresh.count()
     count_rows(context, rows_in, len(rejects), rows_out, days)
     if rows_out:

@@ -1,16 +1,20 @@
 """Velib "will it be full" model: from the processed snapshots, predict whether a station has no free dock at
 its next snapshot, and publish the model, its evaluation against a naive baseline and the latest predictions.
 
-Examples. For each station, snapshots are ordered by reported_at; the example at snapshot t uses the three
+Examples. For each station, snapshots are ordered by observed_at; the example at snapshot t uses the three
 previous snapshots t-1, t-2, t-3 of the same station. Features: docks_free and bikes at t-1..t-3, capacity,
 the local (Europe/Paris) hour and weekday of t, and the minutes between t-1 and t (sampling is irregular:
 ~30-60 min in the history, one minute live, so the model is told how far ahead it predicts), plus what a
 practitioner adds (`HISTORY_FEATURES`): the station's past full rate overall, by local hour, by hour of the week
 and over the last 6 and 24 hours, the trend of free docks (t-1 minus t-2, t-1 minus t-3), the fill of t-1, the
-minutes since its free docks last changed and how long it has been full at t-1. Every one of them is computed
-from snapshots before t only (the rates average earlier labels), so they serve the test and the live predictions
-alike. Label: docks_free == 0 at t. An example whose four snapshots are not each within `--max-gap-minutes`
-(default 120) of the next is dropped: across a collection outage the lags no longer describe the recent past.
+minutes since its free docks last changed and how long it has been full at t-1; the state of t-1 in more telling
+forms (`STATE_FEATURES`: free docks against the station's usual count at t's hour, the trend per minute projected
+to t, bikes beyond the docks, the e-bike share); and its neighbourhood (`NEIGHBOUR_FEATURES`: the stations within
+`--neighbour-radius`, 500 m, each by its latest snapshot at t-1: how many, the share full, the share of docks free
+and its change since t-2). Every one of them is computed from snapshots before t only (the rates and means average
+earlier snapshots), so they serve the test and the live predictions alike. Label: docks_free == 0 at t. An
+example whose four snapshots are not each within `--max-gap-minutes` (default 120) of the next is dropped:
+across a collection outage the lags no longer describe the recent past.
 
 Model: a Spark ML Pipeline, VectorAssembler + RandomForestClassifier. Trees fit the non-linear effects
 (hour × weekday, "almost full" thresholds that depend on capacity) without scaling or one-hot encoding, and
@@ -28,7 +32,8 @@ fit; the test set informs no choice). `--class-weight balanced` reweights the cl
 then no longer calibrated).
 
 Outputs: the fitted pipeline under `models/velib_full/<version>/` (version = UTC time of the run),
-`velib_model_runs` (metrics, threshold, precision–recall curve, sizes, class balance) and `velib_predictions`:
+`velib_model_runs` (metrics, threshold, precision–recall curves of the test and validation periods, sizes,
+class balance) and `velib_predictions`:
 per station, the probability that it is full at its next snapshot, from its 3 latest snapshots (next snapshot
 time = latest + latest interval).
 
@@ -56,14 +61,23 @@ if TYPE_CHECKING:
 MODEL = "velib_full"
 LAGS = (1, 2, 3)
 THRESHOLDS = [round(0.02 * i, 2) for i in range(1, 50)]
+NEIGHBOUR_RADIUS_M = 500.0
+METRES_PER_DEGREE = 111_195.0
 # The features a practitioner adds to the raw lags: the station's own past full rate (overall, by local hour of the
 # day and by hour of the week), the trend of free docks over the last snapshots, the fill of t-1 and how long the
 # station has shown the same count (a station full for hours stays full; one that just filled may empty).
 HISTORY_FEATURES = ["full_rate_station", "full_rate_hour", "full_rate_hour_of_week", "full_rate_6h", "full_rate_24h",
                     "docks_trend_2", "docks_trend_3", "fill_1", "minutes_since_change", "minutes_full_1"]
+# The state of t-1 in more telling forms: free docks against the station's usual count at t's hour, the trend per
+# minute projected to t (snapshots are 30-60 min apart), bikes beyond the docks, the share of e-bikes.
+STATE_FEATURES = ["mean_docks_hour", "docks_vs_hour", "minutes_2", "docks_rate", "docks_projected", "overflow_1",
+                  "ebike_share_1"]
+# The stations within NEIGHBOUR_RADIUS_M at t-1: how many, the share full, the share of docks free and its change
+# since t-2 (a neighbourhood filling up sends its returns to the stations that still have docks).
+NEIGHBOUR_FEATURES = ["nb_count_1", "nb_full_share_1", "nb_free_share_1", "nb_free_trend"]
 LAG_FEATURES = [*(f"docks_free_{k}" for k in LAGS), *(f"bikes_{k}" for k in LAGS), "capacity", "hour", "weekday",
                 "minutes_since_1"]
-FEATURES = [*LAG_FEATURES, *HISTORY_FEATURES]
+FEATURES = [*LAG_FEATURES, *HISTORY_FEATURES, *STATE_FEATURES, *NEIGHBOUR_FEATURES]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="drop examples whose consecutive snapshots are further apart than this")
     parser.add_argument("--class-weight", choices=("none", "balanced"), default="none",
                         help="reweight the classes while training (default: natural balance)")
+    parser.add_argument("--neighbour-radius", type=float, default=NEIGHBOUR_RADIUS_M, metavar="METRES",
+                        help="stations within this distance are the neighbours of a station")
     parser.add_argument("--trees", type=int, default=40, help="number of trees")
     parser.add_argument("--max-depth", type=int, default=8, help="maximum depth of each tree")
     return parser
@@ -93,23 +109,62 @@ def with_next_snapshots(status: DataFrame) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    latest_first = Window.partitionBy("station_code").orderBy(F.col("reported_at").desc())
-    columns = ["station_code", "name", "zone", "capacity", "reported_at", "docks_free", "bikes"]
+    latest_first = Window.partitionBy("station_code").orderBy(F.col("observed_at").desc())
+    columns = ["station_code", "name", "zone", "lat", "lon", "capacity", "observed_at", "docks_free", "bikes", "ebike"]
     latest = (
         status.withColumn("rank", F.row_number().over(latest_first))
-        .withColumn("previous_at", F.lead("reported_at").over(latest_first))
+        .withColumn("previous_at", F.lead("observed_at").over(latest_first))
         .where((F.col("rank") == 1) & F.col("previous_at").isNotNull())
     )
-    seconds = 2 * F.col("reported_at").cast("long") - F.col("previous_at").cast("long")
+    seconds = 2 * F.col("observed_at").cast("long") - F.col("previous_at").cast("long")
     following = latest.select(
-        "station_code", "name", "zone", "capacity", F.timestamp_seconds(seconds).alias("reported_at"),
-        F.lit(None).cast("int").alias("docks_free"), F.lit(None).cast("int").alias("bikes"),
+        "station_code", "name", "zone", "lat", "lon", "capacity", F.timestamp_seconds(seconds).alias("observed_at"),
+        *(F.lit(None).cast("int").alias(count) for count in ("docks_free", "bikes", "ebike")),
         F.lit(True).alias("is_next"),
     )
     return status.select(*columns, F.lit(False).alias("is_next")).unionByName(following)
 
 
-def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float) -> DataFrame:
+def neighbour_state(snapshots: DataFrame, radius_m: float) -> DataFrame:
+    """Per row of `snapshots` (station_code, observed_at): the stations within `radius_m` as of that time, each by
+    its latest snapshot at or before it: how many (`nb_count`), the share full (`nb_full_share`) and the share of
+    their docks free (`nb_free_share`).
+
+    Each neighbour snapshot enters the station's timeline as the change it makes to those sums, so a running sum
+    over the timeline is the neighbourhood's state at every moment without joining snapshots by time."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    coords = snapshots.where(F.col("lat").isNotNull()).groupBy("station_code").agg(
+        F.avg("lat").alias("lat"), F.avg("lon").alias("lon"))
+    a, b = coords.alias("a"), coords.alias("b")
+    north = (F.col("a.lat") - F.col("b.lat")) * METRES_PER_DEGREE
+    east = (F.col("a.lon") - F.col("b.lon")) * METRES_PER_DEGREE * F.cos(F.radians(F.col("a.lat")))
+    pairs = a.crossJoin(b).where((F.col("a.station_code") != F.col("b.station_code"))
+                                 & (north * north + east * east <= radius_m * radius_m)).select(
+        F.col("a.station_code").alias("station_code"), F.col("b.station_code").alias("neighbour"))
+
+    own = Window.partitionBy("station_code").orderBy("observed_at")
+    sums = {"full": (F.col("docks_free") == 0).cast("int"), "docks": F.col("docks_free"), "cap": F.col("capacity"),
+            "n": F.lit(1)}
+    real = snapshots.where(F.col("docks_free").isNotNull()).select("station_code", "observed_at", *(
+        value.alias(name) for name, value in sums.items()))
+    changes = real.select(F.col("station_code").alias("neighbour"), "observed_at", *(
+        (F.col(name) - F.coalesce(F.lag(name).over(own), F.lit(0))).alias(name) for name in sums))
+    timeline = Window.partitionBy("station_code").orderBy(F.col("observed_at").cast("long")).rangeBetween(
+        Window.unboundedPreceding, 0)
+    state = (pairs.join(changes, "neighbour").select("station_code", "observed_at", *sums, F.lit(False).alias("own"))
+             .unionByName(snapshots.select("station_code", "observed_at", *(F.lit(0).alias(name) for name in sums),
+                                           F.lit(True).alias("own")))
+             .select("station_code", "observed_at", "own", *(F.sum(name).over(timeline).alias(name) for name in sums))
+             .where("own"))
+    return state.select("station_code", "observed_at", F.col("n").alias("nb_count"),
+                        (F.col("full") / F.greatest("n", F.lit(1))).alias("nb_full_share"),
+                        (F.col("docks") / F.greatest("cap", F.lit(1))).alias("nb_free_share"))
+
+
+def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float,
+             radius_m: float = NEIGHBOUR_RADIUS_M) -> DataFrame:
     """One row per snapshot t with its 3 previous snapshots and history features; label = full at t (null for next).
 
     Every feature of t is known at t-1: the full rates average the labels of the station's earlier snapshots
@@ -118,24 +173,24 @@ def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float) -> Dat
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    ordered = Window.partitionBy("station_code").orderBy("reported_at")
-    local = F.from_utc_timestamp("reported_at", timezone)
-    frame = (snapshots.withColumn("at_0", F.col("reported_at").cast("long"))
+    ordered = Window.partitionBy("station_code").orderBy("observed_at")
+    local = F.from_utc_timestamp("observed_at", timezone)
+    frame = (snapshots.join(neighbour_state(snapshots, radius_m), ["station_code", "observed_at"], "left")
+             .withColumn("at_0", F.col("observed_at").cast("long"))
              .withColumn("hour", F.hour(local)).withColumn("weekday", F.dayofweek(local))
              .withColumn("label", (F.col("docks_free") == 0).cast("double")))
     for k in LAGS:
         frame = (frame.withColumn(f"docks_free_{k}", F.lag("docks_free", k).over(ordered))
                  .withColumn(f"bikes_{k}", F.lag("bikes", k).over(ordered))
-                 .withColumn(f"at_{k}", F.lag("at_0", k).over(ordered)))
+                 .withColumn(f"at_{k}", F.lag("at_0", k).over(ordered))
+                 .withColumn(f"nb_free_share_{k}", F.lag("nb_free_share", k).over(ordered)))
+    frame = (frame.withColumn("ebike_1", F.lag("ebike").over(ordered))
+             .withColumn("nb_count_1", F.lag("nb_count").over(ordered))
+             .withColumn("nb_full_share_1", F.lag("nb_full_share").over(ordered)))
     gaps_ok = F.lit(True)
     for k in LAGS:
         gap = (F.col(f"at_{k - 1}") - F.col(f"at_{k}")) / 60
         gaps_ok = gaps_ok & gap.isNotNull() & (gap <= max_gap_minutes)
-
-    def past_rate(*keys: str) -> Column:
-        earlier = Window.partitionBy("station_code", *keys).orderBy("reported_at").rowsBetween(
-            Window.unboundedPreceding, -1)
-        return F.avg("label").over(earlier)
 
     def recent_rate(hours: int) -> Column:
         last_hours = Window.partitionBy("station_code").orderBy("at_0").rangeBetween(-hours * 3600, -1)
@@ -144,14 +199,25 @@ def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float) -> Dat
     changed = F.col("docks_free_1").isNull() | (F.col("docks_free") != F.col("docks_free_1"))
     last_change = F.last(F.when(changed, F.col("at_0")), ignorenulls=True).over(
         ordered.rowsBetween(Window.unboundedPreceding, -1))
+    def past_mean(column: str, *keys: str) -> Column:
+        earlier = Window.partitionBy("station_code", *keys).orderBy("observed_at").rowsBetween(
+            Window.unboundedPreceding, -1)
+        return F.avg(column).over(earlier)
+
+    def past_rate(*keys: str) -> Column:
+        return past_mean("label", *keys)
+
     station_rate = past_rate()
     hour_rate = F.coalesce(past_rate("hour"), station_rate)
+    minutes_2 = (F.col("at_1") - F.col("at_2")) / 60
     return (
         frame.withColumn("full_rate_station", F.coalesce(station_rate, F.lit(0.0)))
         .withColumn("full_rate_hour", F.coalesce(hour_rate, F.lit(0.0)))
         .withColumn("full_rate_hour_of_week", F.coalesce(past_rate("hour", "weekday"), hour_rate, F.lit(0.0)))
         .withColumn("full_rate_6h", recent_rate(6)).withColumn("full_rate_24h", recent_rate(24))
         .withColumn("minutes_since_change", (F.col("at_0") - last_change) / 60)
+        .withColumn("mean_docks_hour", F.coalesce(past_mean("docks_free", "hour"), past_mean("docks_free"),
+                                                  F.col("docks_free_1").cast("double")))
         .where(gaps_ok)
         .withColumn("minutes_since_1", (F.col("at_0") - F.col("at_1")) / 60)
         .withColumn("docks_trend_2", F.col("docks_free_1") - F.col("docks_free_2"))
@@ -160,6 +226,13 @@ def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float) -> Dat
                                          F.lit(0.0)))
         .withColumn("minutes_full_1", F.when(F.col("docks_free_1") == 0, F.col("minutes_since_change"))
                     .otherwise(F.lit(0.0)))
+        .withColumn("minutes_2", minutes_2)
+        .withColumn("docks_rate", F.col("docks_trend_2") / F.greatest(minutes_2, F.lit(1.0)))
+        .withColumn("docks_projected", F.col("docks_free_1") + F.col("docks_rate") * F.col("minutes_since_1"))
+        .withColumn("docks_vs_hour", F.col("docks_free_1") - F.col("mean_docks_hour"))
+        .withColumn("overflow_1", F.col("bikes_1") + F.col("docks_free_1") - F.col("capacity"))
+        .withColumn("ebike_share_1", F.coalesce(F.col("ebike_1") / F.greatest("bikes_1", F.lit(1)), F.lit(0.0)))
+        .withColumn("nb_free_trend", F.col("nb_free_share_1") - F.col("nb_free_share_2"))
         .withColumn("baseline", (F.col("docks_free_1") == 0).cast("double"))
     )
 
@@ -291,7 +364,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
 
     lake = context.lake
     rows = examples(with_next_snapshots(STATUS.read(context.spark, lake)), context.settings.timezone,
-                    args.max_gap_minutes).cache()
+                    args.max_gap_minutes, args.neighbour_radius).cache()
     labelled = rows.where(~F.col("is_next"))
     trained = fit_and_score(labelled, args)
     sizes, metrics = trained.sizes, trained.metrics
@@ -312,12 +385,14 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     sink.upsert(database, MODEL_RUNS, [{
         "version": version, "trained_at": trained_at, "train_until": utc(train_until),
         "test_from": trained.test_from, "rows_train": sizes["train"]["rows"], "rows_test": sizes["test"]["rows"],
-        "metrics": metrics, "pr_curve": trained.pr_curve["test"], "path": path,
+        "metrics": metrics, "pr_curve": trained.pr_curve["test"], "pr_curve_validation": trained.pr_curve["validation"],
+        "path": path,
         "positives_train": sizes["train"]["positives"], "positives_test": sizes["test"]["positives"],
         "positive_rate_test": round(sizes["test"]["positives"] / sizes["test"]["rows"], 6),
         "classifier": "RandomForestClassifier", "features": FEATURES, "class_weight": args.class_weight,
         "threshold": trained.threshold, "fit_until": trained.fit_until,
-        "params": {"trees": args.trees, "max_depth": args.max_depth, "max_gap_minutes": args.max_gap_minutes},
+        "params": {"trees": args.trees, "max_depth": args.max_depth, "max_gap_minutes": args.max_gap_minutes,
+                   "neighbour_radius_m": args.neighbour_radius},
     }], replace=True)
     upsert_predictions(context, trained.probability(rows.where(F.col("is_next"))), trained.threshold, version)
     context.count("rows_in", sizes["train"]["rows"] + sizes["test"]["rows"])
