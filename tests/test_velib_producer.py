@@ -9,6 +9,7 @@ import csv
 import gzip
 import json
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,24 @@ REPLAY = ["--source", "replay", "--replay-file", str(HISTORY)]
 
 
 def consume_all(env: dict[str, str]) -> list[tuple[str, dict[str, Any], int, int]]:
-    """Every message of the test's topic, read by a fresh consumer: (key, value, partition, offset)."""
-    from kafka import KafkaConsumer
+    """Every message of the test's topic up to its end offsets, read by a fresh consumer: (key, value, partition,
+    offset)."""
+    from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(env["CRONLAKE_VELIB_TOPIC"], bootstrap_servers=env["CRONLAKE_KAFKA_BOOTSTRAP"],
-                             auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000)
+    topic = env["CRONLAKE_VELIB_TOPIC"]
+    consumer = KafkaConsumer(bootstrap_servers=env["CRONLAKE_KAFKA_BOOTSTRAP"], enable_auto_commit=False)
     try:
-        return [(m.key.decode(), json.loads(m.value), m.partition, m.offset) for m in consumer]
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        ends, messages = consumer.end_offsets(partitions), []
+        deadline = time.monotonic() + 120  # a guard against a hang, not a speed check
+        while any(consumer.position(p) < ends[p] for p in partitions):
+            assert time.monotonic() < deadline, f"positions stuck before the end offsets {ends}"
+            messages.extend(m for batch in consumer.poll(timeout_ms=500).values() for m in batch)
+        return [(m.key.decode(), json.loads(m.value), m.partition, m.offset) for m in messages]
     finally:
         consumer.close()
 
