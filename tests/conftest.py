@@ -34,7 +34,7 @@ EXTERNAL_LAKE_ROOT = os.environ.get("CRONLAKE_TEST_LAKE_ROOT", "")
 # scripts/test runs two pytest-xdist workers that take whole files in collection order (--dist loadfile
 # --no-loadscope-reorder): the longest files go first, so that no worker ends alone with one of them.
 LONGEST_FILES = ("test_churn.py", "test_dashboard.py", "test_standalone.py", "test_velib_stream.py", "test_api.py",
-                 "test_retail_trainset.py", "test_protocol.py", "test_governance.py", "test_cron_daemon.py")
+                 "test_retail_trainset.py", "test_protocol.py", "test_cron_daemon.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
