@@ -92,6 +92,12 @@ def predictions() -> dict[str, dict]:
     return {doc["_id"]: doc for doc in data_db(settings).churn_predictions.find()}
 
 
+def scored_count() -> int:
+    from cronlake.core.mongo import data_db
+
+    return data_db(settings_and_lake()[0]).churn_predictions.count_documents({})
+
+
 def test_parse_message_checks_the_customer_contract():
     from cronlake.contracts.churn import parse_message
     from cronlake.core.contracts import RecordError
@@ -188,7 +194,7 @@ def test_stream_scores_like_a_batch_switches_models_between_batches_and_quaranti
 
 def start_stream(env: dict[str, str], log) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "cronlake.ops.run", "churn_stream", "--trigger-seconds", "0.5",
-                             "--max-offsets-per-trigger", "400", "--until-idle", "3"],
+                             "--max-offsets-per-trigger", "1500", "--until-idle", "2"],
                             env={**os.environ, **env}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -201,7 +207,7 @@ def test_every_customer_scored_exactly_once_after_sigkill(churn_env, spark, tmp_
         first = start_stream(churn_env, log)
         try:
             deadline = time.monotonic() + 600  # a guard, not a speed check: Spark starts slowly on a busy machine
-            while len(predictions()) < 400:
+            while scored_count() < 400:
                 assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
                 time.sleep(0.1)
         finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -192,14 +191,12 @@ def test_property_features_ignore_everything_after_the_cutoff(spark, before, aft
     assert features(past + future) == features(past)
 
 
-def test_submit_runs_the_training_set_job_through_spark_submit(cronlake_env, tmp_path):
-    land_dir = Path(cronlake_env["CRONLAKE_LAKE_ROOT"].removeprefix("file://")) / "landing" / "retail_events"
-    land_dir.mkdir(parents=True)
-    shutil.copy(SLICE, land_dir / SLICE.name)
+def test_submit_runs_the_training_set_job_through_spark_submit(cronlake_env, spark):
+    land_and_process(cronlake_env, spark, SLICE.name, slice_rows())  # in-process: one spark-submit is the point
     env = {**cronlake_env, "CRONLAKE_SPARK_MASTER": "local[2]"}
-    for job in (["retail_events"], [TRAINSET, *ARGS, "--output", "exports/by_submit", "--format", "csv"]):
-        result = run_cli([str(REPO / "scripts" / "submit"), *job], env, timeout=240)
-        assert result.returncode == 0, result.stderr[-3000:]
+    job = [TRAINSET, *ARGS, "--output", "exports/by_submit", "--format", "csv"]
+    result = run_cli([str(REPO / "scripts" / "submit"), *job], env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
     output = Path(cronlake_env["CRONLAKE_LAKE_ROOT"].removeprefix("file://")) / "exports" / "by_submit"
     with open(next(output.glob("part-*.csv")), newline="") as handle:
         got = list(csv.DictReader(handle))

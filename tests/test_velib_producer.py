@@ -10,6 +10,7 @@ import csv
 import gzip
 import json
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,26 @@ REPLAY = ["--source", "replay", "--replay-file", str(HISTORY)]
 
 
 def consume_all(env: dict[str, str]) -> list[tuple[str, dict[str, Any], int, int]]:
-    """Every message of the test's topic, read by a fresh consumer: (key, value, partition, offset)."""
-    from kafka import KafkaConsumer
+    """Every message of the test's topic up to its end offsets, read by a fresh consumer: (key, value, partition,
+    offset)."""
+    from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(env["CRONLAKE_VELIB_TOPIC"], bootstrap_servers=env["CRONLAKE_KAFKA_BOOTSTRAP"],
-                             auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000)
+    from cronlake.core.kafka_client import end_offsets
+
+    topic = env["CRONLAKE_VELIB_TOPIC"]
+    consumer = KafkaConsumer(bootstrap_servers=env["CRONLAKE_KAFKA_BOOTSTRAP"], enable_auto_commit=False)
     try:
-        return [(m.key.decode(), json.loads(m.value), m.partition, m.offset) for m in consumer]
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        if not partitions:
+            return []
+        ends = end_offsets(consumer, partitions)  # the kit's: true ends even where the broker under-reports
+        consumer.seek_to_beginning()
+        messages = []
+        deadline = time.monotonic() + 120  # a guard against a hang, not a speed check
+        while any(consumer.position(p) < ends[p] for p in partitions):
+            assert time.monotonic() < deadline, f"positions stuck before the end offsets {ends}"
+            messages.extend(m for batch in consumer.poll(timeout_ms=500).values() for m in batch)
+        return [(m.key.decode(), json.loads(m.value), m.partition, m.offset) for m in messages]
     finally:
         consumer.close()
 
