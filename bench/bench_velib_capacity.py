@@ -49,29 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def land_history(history: Path, lake: Path) -> tuple[int, int]:
-    """The history as one normalised landing CSV (with its header): (rows landed, rows left out).
-
-    Snapshots of stations with capacity 0 (9 of 640,142 rows, 2 stations out of service) are left out: a zone-day
-    made of them only gets a NaN fill ratio in `velib_daily`, which the embedded MongoDB refuses."""
+def land_history(history: Path, lake: Path) -> int:
+    """The history as one normalised landing CSV (with its header); returns the rows landed."""
     landing = lake / "landing" / "velib"
     landing.mkdir(parents=True, exist_ok=True)
     body = lake / "records.csv"
     normalise_history(history, body)
-    capacity = STATION.names.index("capacity")
-    landed = left_out = 0
+    landed = 0
     with open(landing / "velib-history.csv", "w", encoding="utf-8", newline="") as out, \
             open(body, encoding="utf-8", newline="") as rows:
         writer = csv.writer(out)
         writer.writerow(STATION.csv_header())
         for row in csv.reader(rows):
-            if row[capacity] == "0":
-                left_out += 1
-                continue
             writer.writerow(row)
             landed += 1
     body.unlink()
-    return landed, left_out
+    return landed
 
 
 def phases(lines: list[dict]) -> tuple[float, float]:
@@ -114,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         embedded.up(stack)
         started = time.monotonic()
-        rows, left_out = land_history(args.history, lake)
+        rows = land_history(args.history, lake)
         daily = run_measured([*RUN, "velib_daily"], job_env(env, lake, "daily"))
-        print(f"history: {rows} records landed ({left_out} of capacity 0 left out) and processed by velib_daily "
+        print(f"history: {rows} records landed and processed by velib_daily "
               f"in {time.monotonic() - started:.0f} s "
               f"({daily['wall_s']:.0f} s for the job); {os.cpu_count()} cores, master {args.master}, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)

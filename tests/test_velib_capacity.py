@@ -49,7 +49,7 @@ def expected_seconds(stations: dict[str, list[dict[str, Any]]]) -> dict[tuple[st
                 seconds = round((boundary - moment).total_seconds())
                 hours = result.setdefault((code, local.date().isoformat()),
                                           {m: [0] * 24 for m in ("observed", "empty", "full")})
-                if row["is_installed"]:
+                if row["is_installed"] and row["capacity"] > 0:  # out of service: unobserved
                     hours["observed"][local.hour] += seconds
                     hours["empty"][local.hour] += seconds * (row["bikes"] == 0)
                     hours["full"][local.hour] += seconds * (row["docks_free"] == 0)

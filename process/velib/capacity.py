@@ -5,8 +5,9 @@ The Paris metropole's question, "are the station capacities right?", needs how L
 night gaps of hours, the live feed every minute. This job reads the processed snapshots (`velib_status`) of the
 given local days and holds each snapshot's state until the station's next snapshot, for at most
 `--max-gap-minutes` (default 120, as `velib_train` takes for a usable gap): beyond the cap, and after a station's
-last known snapshot, the time counts as unobserved. Time while the station is not installed (out of service)
-counts as unobserved too: it is neither empty nor full for a planner. Each held interval is cut at UTC hour
+last known snapshot, the time counts as unobserved. Time while the station is out of service (not installed, or
+capacity 0: a station being built or a relay point, with neither bikes nor docks) counts as unobserved too: it is
+neither empty nor full for a planner. Each held interval is cut at UTC hour
 boundaries (in Europe/Paris these are local hour boundaries too) and labelled with its local day and hour.
 
 It upserts one `velib_station_capacity` document per (station, local day): the day's totals `observed_s`,
@@ -51,8 +52,8 @@ COLUMNS = ("station_code", "name", "zone", "insee_code", "capacity", "bikes", "d
 # nothing. Each held interval is cut into the UTC hours it overlaps (the offsets table: enough hours for the cap).
 PIECES_SQL = """
 WITH snapshots AS (
-    SELECT station_code, name, zone, insee_code, capacity, bikes, docks_free, is_installed,
-           unix_seconds({time}) AS t
+    SELECT station_code, name, zone, insee_code, capacity, bikes, docks_free,
+           is_installed AND capacity > 0 AS in_service, unix_seconds({time}) AS t
     FROM {status}),
 held AS (
     SELECT *, least(coalesce(lead(t) OVER (PARTITION BY station_code ORDER BY t), t), t + {max_gap_s}) AS until
@@ -65,9 +66,9 @@ clipped AS (
     SELECT *, least(until, (utc_hour + 1) * 3600) - greatest(t, utc_hour * 3600) AS seconds
     FROM pieces)
 SELECT station_code, utc_hour,
-       sum(CASE WHEN is_installed THEN seconds ELSE 0 END) AS observed_s,
-       sum(CASE WHEN is_installed AND bikes = 0 THEN seconds ELSE 0 END) AS empty_s,
-       sum(CASE WHEN is_installed AND docks_free = 0 THEN seconds ELSE 0 END) AS full_s,
+       sum(CASE WHEN in_service THEN seconds ELSE 0 END) AS observed_s,
+       sum(CASE WHEN in_service AND bikes = 0 THEN seconds ELSE 0 END) AS empty_s,
+       sum(CASE WHEN in_service AND docks_free = 0 THEN seconds ELSE 0 END) AS full_s,
        max_by(name, t) AS name, max_by(zone, t) AS zone, max_by(insee_code, t) AS insee_code,
        max_by(capacity, t) AS capacity
 FROM clipped
