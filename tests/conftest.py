@@ -31,6 +31,16 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXTERNAL_KAFKA = os.environ.get("CRONLAKE_TEST_KAFKA_BOOTSTRAP", "")
 EXTERNAL_WEBHDFS = os.environ.get("CRONLAKE_TEST_WEBHDFS_URL", "")
 EXTERNAL_LAKE_ROOT = os.environ.get("CRONLAKE_TEST_LAKE_ROOT", "")
+# scripts/test runs two pytest-xdist workers that take whole files in collection order (--dist loadfile
+# --no-loadscope-reorder): the longest files go first, so that no worker ends alone with one of them.
+LONGEST_FILES = ("test_churn.py", "test_protocol.py", "test_dashboard.py", "test_standalone.py", "test_api.py",
+                 "test_retail_trainset.py", "test_ops_scripts.py", "test_cron_daemon.py", "test_velib_stream.py",
+                 "test_governance.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    first = {name: rank for rank, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))
 
 
 

@@ -372,7 +372,7 @@ def test_openapi_is_fuzzed_without_a_server_error(lake_api: dict[str, Any], tmp_
     done = subprocess.run(
         [str(Path(sys.executable).with_name("schemathesis")), "run", f"{url}/openapi.json",
          "--header", f"Authorization: Bearer {key}", "--checks", "not_a_server_error", "--max-examples", "25",
-         "--phases", "examples,coverage,fuzzing", "--request-timeout", "20", "--workers", "1",
+         "--phases", "examples,coverage,fuzzing", "--max-time", "45", "--request-timeout", "20", "--workers", "1",
          "--no-color"],
         env={**os.environ, **env}, cwd=tmp_path, capture_output=True, text=True, timeout=240)  # its cache there
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
