@@ -60,6 +60,11 @@ def snapshot_identity(record: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(record[name] for name in IDENTITY)
 
 
+def observation_order(record: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The order a station's records are sent and applied in: by observation, then report time."""
+    return record["observed_at"], record["reported_at"]
+
+
 # --- processed datasets --------------------------------------------------------------------------------------
 
 # Distinct snapshots by IDENTITY (the copy observed first); `day` (the Europe/Paris date of observed_at) is the

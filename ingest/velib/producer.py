@@ -233,7 +233,7 @@ def build_source(args: argparse.Namespace, settings: Settings) -> VelibSource:
 
 def by_time(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Records in the order a station's snapshots must be sent: by observation, then report time."""
-    return sorted(records, key=lambda r: (r["observed_at"], r["reported_at"]))
+    return sorted(records, key=velib.observation_order)
 
 
 def normalise_all(source: VelibSource, raw_rows: list[dict[str, Any]], run_id: str

@@ -124,7 +124,6 @@ def check_headers(claim: Claim, first_line: Callable[[str], str]) -> None:
             claim.quarantine(path, f"unexpected header {columns[:20]}; expected {STATION.csv_header()}")
 
 
-
 def first_observed_copies(snapshots: DataFrame) -> DataFrame:
     """One row per snapshot identity (`KEY`): the copy observed first, `COPY_ORDER` breaking ties."""
     from pyspark.sql import Window
@@ -133,6 +132,7 @@ def first_observed_copies(snapshots: DataFrame) -> DataFrame:
     first_copy = Window.partitionBy(*KEY).orderBy(*[
         F.col(c).asc_nulls_last() if order == "ASC" else F.col(c).desc_nulls_last() for c, order in COPY_ORDER])
     return snapshots.withColumn("copy", F.row_number().over(first_copy)).where("copy = 1").drop("copy")
+
 
 def ingest(context: RunContext, claim: Claim, partitions: int | None) -> list[str]:
     """Validate, deduplicate and publish the claimed files; return the local days they touch."""

@@ -32,7 +32,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronlake.contracts import velib
-from cronlake.contracts.velib import FLAGS, LIVE_BUCKETS, LIVE_STATION, LIVE_ZONE, STATION, snapshot_identity
+from cronlake.contracts.velib import (
+    FLAGS,
+    LIVE_BUCKETS,
+    LIVE_STATION,
+    LIVE_ZONE,
+    STATION,
+    observation_order,
+    snapshot_identity,
+)
 from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.mongo import data_db
@@ -164,7 +172,7 @@ class LiveAverages:
                 old, day_sums=replace(old.day_sums), minutes={m: replace(s) for m, s in old.minutes.items()},
                 seen=list(old.seen))
             fresh = []
-            for record in sorted(station_records, key=lambda r: (r["observed_at"], r["reported_at"])):
+            for record in sorted(station_records, key=observation_order):
                 if state.counts(record):
                     state.remember(record)
                     state.latest = record

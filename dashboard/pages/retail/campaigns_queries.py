@@ -7,12 +7,11 @@ in a query (an equality on a known value, never an operator). An empty collectio
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from cronlake.contracts.retail_ads import ALL, PERFORMANCE
 from dashboard.store import InvalidInput, NoData, Store, projection
+from dashboard.ui import csv_text
 
 FIELDS = PERFORMANCE.fields
 BREAKDOWNS = ("age", "gender", "interest")
@@ -54,9 +53,5 @@ def performance(store: Store, campaign: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def as_csv(by_dimension: dict[str, list[dict[str, Any]]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for dimension in ("total", "campaign", *BREAKDOWNS):
-        writer.writerows(by_dimension.get(dimension, []))
-    return buffer.getvalue()
+    return csv_text((doc for dimension in ("total", "campaign", *BREAKDOWNS)
+                     for doc in by_dimension.get(dimension, [])), FIELDS)
