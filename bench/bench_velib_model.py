@@ -7,7 +7,7 @@ chosen on the last 20 % of the training period). It fits twice — the lags and 
 model before its state and neighbourhood features) and all features — and prints one table: AUC, PR-AUC,
 precision, recall and F1 of each against the baseline on the same test rows, with the margins.
 
-    python bench/bench_velib_model.py [--history PATH] [--trees 40] [--max-depth 8]
+    python bench/bench_velib_model.py [--history PATH] [--trees 40] [--max-depth 12] [--min-instances 20]
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--history", type=Path, default=HISTORY, help="the open-data CSV history (gzip)")
     parser.add_argument("--trees", type=int, default=40, help="number of trees (velib_train's default)")
-    parser.add_argument("--max-depth", type=int, default=8, help="maximum tree depth (velib_train's default)")
+    parser.add_argument("--max-depth", type=int, default=12, help="maximum tree depth (velib_train's default)")
+    parser.add_argument("--min-instances", type=int, default=20, help="fewest examples a leaf (velib_train's default)")
     return parser
 
 
@@ -62,7 +63,8 @@ def normalise_history(history: Path, target: Path) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    train_args = argparse.Namespace(test_from=None, class_weight="none", trees=args.trees, max_depth=args.max_depth)
+    train_args = argparse.Namespace(test_from=None, class_weight="none", trees=args.trees, max_depth=args.max_depth,
+                                    min_instances=args.min_instances)
     spark = get_session(settings_module.load(), "bench_velib_model")
     from pyspark.sql import functions as F
 

@@ -9,6 +9,8 @@ import shutil
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
+from statistics import fmean
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import FIXTURES
@@ -21,6 +23,7 @@ from process.velib import model as velib_model
 
 SLICE = FIXTURES / "velib_batch" / "velib-model-slice.csv"
 MAX_GAP_S = 120 * 60
+PARIS = ZoneInfo("Europe/Paris")
 RADIUS_M = 3000.0  # the slice's 15 stations are far apart: a wide radius gives most of them neighbours
 
 
@@ -84,14 +87,17 @@ def metres(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def test_history_features_use_only_earlier_snapshots(slice_examples):
-    """Full rates, docks trend and time since the last change of each example, recomputed in plain Python from
-    the station's earlier snapshots only: no feature of t sees t or later."""
+    """Full rates, docks trend, time since the last change and the usual movement at t's hour of each example,
+    recomputed in plain Python from the station's earlier snapshots only: no feature of t sees t or later."""
     rows = slice_examples
     checked = 0
     for code, snapshots in snapshots_by_station().items():
         times = [epoch(r["observed_at"]) for r in snapshots]
         full = [r["docks_free"] == "0" for r in snapshots]
         docks = [int(r["docks_free"]) for r in snapshots]
+        local = [datetime.fromtimestamp(t, PARIS) for t in times]
+        flows = [None] + [(docks[j] - docks[j - 1]) / max((times[j] - times[j - 1]) / 60, 1.0)
+                          if times[j] - times[j - 1] <= MAX_GAP_S else None for j in range(1, len(times))]
         for i in range(3, len(snapshots)):
             row = rows.get((code, int(times[i])))
             if not close(times[i - 3:i + 1]):
@@ -101,6 +107,14 @@ def test_history_features_use_only_earlier_snapshots(slice_examples):
             assert row["docks_trend_3"] == docks[i - 1] - docks[i - 3]
             last_change = max(j for j in range(i) if j == 0 or docks[j] != docks[j - 1])
             assert row["minutes_since_change"] == pytest.approx((times[i] - times[last_change]) / 60)
+            earlier = [j for j in range(i) if flows[j] is not None]
+            same_hour = [j for j in earlier if local[j].hour == local[i].hour]
+            same_day_type = [j for j in same_hour if (local[j].weekday() >= 5) == (local[i].weekday() >= 5)]
+            flow_hour = fmean(flows[j] for j in same_hour or earlier) if earlier else 0.0
+            assert row["flow_hour"] == pytest.approx(flow_hour)
+            assert row["flow_daytype"] == pytest.approx(
+                fmean(flows[j] for j in same_day_type) if same_day_type else flow_hour)
+            assert row["flow_projected"] == pytest.approx(docks[i - 1] + flow_hour * (times[i] - times[i - 1]) / 60)
             checked += 1
     assert checked > 300
 

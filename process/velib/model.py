@@ -9,20 +9,23 @@ practitioner adds (`HISTORY_FEATURES`): the station's past full rate overall, by
 and over the last 6 and 24 hours, the trend of free docks (t-1 minus t-2, t-1 minus t-3), the fill of t-1, the
 minutes since its free docks last changed and how long it has been full at t-1; the state of t-1 in more telling
 forms (`STATE_FEATURES`: free docks against the station's usual count at t's hour, the trend per minute projected
-to t, bikes beyond the docks, the e-bike share); and its neighbourhood (`NEIGHBOUR_FEATURES`: the stations within
+to t, bikes beyond the docks, the e-bike share); its neighbourhood (`NEIGHBOUR_FEATURES`: the stations within
 `--neighbour-radius`, 500 m, each by its latest snapshot at t-1: how many, the share full, the share of docks free
-and its change since t-2). Every one of them is computed from snapshots before t only (the rates and means average
-earlier snapshots), so they serve the test and the live predictions alike. Label: docks_free == 0 at t. An
-example whose four snapshots are not each within `--max-gap-minutes` (default 120) of the next is dropped:
-across a collection outage the lags no longer describe the recent past.
+and its change since t-2); and its usual movement at t's hour (`SEASONAL_FEATURES`: the mean change of free docks
+per minute at that local hour on earlier days, on all days and on days of the same type, weekday or weekend, its
+turnover, and t-1's free docks projected to t with them). Every one of them is computed from snapshots before t
+only (the rates and means average earlier snapshots), so they serve the test and the live predictions alike.
+Label: docks_free == 0 at t. An example whose four snapshots are not each within `--max-gap-minutes` (default 120)
+of the next is dropped: across a collection outage the lags no longer describe the recent past.
 
-Model: a Spark ML Pipeline, VectorAssembler + RandomForestClassifier. Trees fit the non-linear effects
-(hour × weekday, "almost full" thresholds that depend on capacity) without scaling or one-hot encoding, and
-train in a couple of minutes on a laptop. Split by time: train on t before the cut-off (`--test-from`, default
-the last 20 % of the covered time span), test on t from the cut-off on. The baseline predicts "full at t" iff
-the station was full at t-1. Both are scored with AUC, PR-AUC (area under the precision–recall curve, the
-honest summary at ~2 % positives), precision, recall and F1 of the "full" class; the run also stores the
-model's precision–recall curve on the test period (`pr_curve`, one point per threshold of THRESHOLDS).
+Model: a Spark ML Pipeline, VectorAssembler + RandomForestClassifier (40 trees of depth 12, at least 20 examples
+a leaf). Trees fit the non-linear effects (hour × weekday, "almost full" thresholds that depend on capacity)
+without scaling or one-hot encoding, and train in a couple of minutes on a laptop. Split by time: train on t
+before the cut-off (`--test-from`, default the last 20 % of the covered time span), test on t from the cut-off on.
+The baseline predicts "full at t" iff the station was full at t-1. Both are scored with AUC, PR-AUC (area under
+the precision–recall curve, the honest summary at ~2 % positives), precision, recall and F1 of the "full" class;
+the run also stores the model's precision–recall curve on the test period (`pr_curve`, one point per threshold of
+THRESHOLDS).
 `bench/bench_velib_model.py` measures both on the whole 21-day history.
 
 Class imbalance: about 2 % of real snapshots are full. The positive rate of both sides is logged and stored
@@ -75,9 +78,15 @@ STATE_FEATURES = ["mean_docks_hour", "docks_vs_hour", "minutes_2", "docks_rate",
 # The stations within NEIGHBOUR_RADIUS_M at t-1: how many, the share full, the share of docks free and its change
 # since t-2 (a neighbourhood filling up sends its returns to the stations that still have docks).
 NEIGHBOUR_FEATURES = ["nb_count_1", "nb_full_share_1", "nb_free_share_1", "nb_free_trend"]
+# The station's usual movement at t's local hour, from its earlier days: the mean change of free docks per minute
+# (`flow`: a business-district station loses docks every weekday morning), on all days and on days of the same type
+# (weekday or weekend), its mean absolute change (turnover: a busy full station frees docks sooner), its full rate on
+# days of the same type, and the free docks of t-1 projected to t with those rates.
+SEASONAL_FEATURES = ["weekend", "flow_hour", "flow_daytype", "turnover_hour", "turnover_station", "full_rate_daytype",
+                     "flow_projected", "flow_daytype_projected", "turnover_projected"]
 LAG_FEATURES = [*(f"docks_free_{k}" for k in LAGS), *(f"bikes_{k}" for k in LAGS), "capacity", "hour", "weekday",
                 "minutes_since_1"]
-FEATURES = [*LAG_FEATURES, *HISTORY_FEATURES, *STATE_FEATURES, *NEIGHBOUR_FEATURES]
+FEATURES = [*LAG_FEATURES, *HISTORY_FEATURES, *STATE_FEATURES, *NEIGHBOUR_FEATURES, *SEASONAL_FEATURES]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--neighbour-radius", type=float, default=NEIGHBOUR_RADIUS_M, metavar="METRES",
                         help="stations within this distance are the neighbours of a station")
     parser.add_argument("--trees", type=int, default=40, help="number of trees")
-    parser.add_argument("--max-depth", type=int, default=8, help="maximum depth of each tree")
+    parser.add_argument("--max-depth", type=int, default=12, help="maximum depth of each tree")
+    parser.add_argument("--min-instances", type=int, default=20,
+                        help="fewest training examples in a leaf (keeps deep trees from fitting single snapshots)")
     return parser
 
 
@@ -178,6 +189,7 @@ def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float,
     frame = (snapshots.join(neighbour_state(snapshots, radius_m), ["station_code", "observed_at"], "left")
              .withColumn("at_0", F.col("observed_at").cast("long"))
              .withColumn("hour", F.hour(local)).withColumn("weekday", F.dayofweek(local))
+             .withColumn("weekend", F.col("weekday").isin(1, 7).cast("double"))
              .withColumn("label", (F.col("docks_free") == 0).cast("double")))
     for k in LAGS:
         frame = (frame.withColumn(f"docks_free_{k}", F.lag("docks_free", k).over(ordered))
@@ -187,6 +199,12 @@ def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float,
     frame = (frame.withColumn("ebike_1", F.lag("ebike").over(ordered))
              .withColumn("nb_count_1", F.lag("nb_count").over(ordered))
              .withColumn("nb_full_share_1", F.lag("nb_full_share").over(ordered)))
+    # The change of free docks per minute from t-1 to t, on the row of t: only its means over earlier rows are
+    # features (a gap beyond max_gap_minutes says nothing about an hour's movement).
+    minutes_1 = (F.col("at_0") - F.col("at_1")) / 60
+    frame = frame.withColumn("flow", F.when(minutes_1 <= max_gap_minutes, (
+        F.col("docks_free") - F.col("docks_free_1")) / F.greatest(minutes_1, F.lit(1.0))))
+    frame = frame.withColumn("turnover", F.abs("flow"))
     gaps_ok = F.lit(True)
     for k in LAGS:
         gap = (F.col(f"at_{k - 1}") - F.col(f"at_{k}")) / 60
@@ -218,6 +236,11 @@ def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float,
         .withColumn("minutes_since_change", (F.col("at_0") - last_change) / 60)
         .withColumn("mean_docks_hour", F.coalesce(past_mean("docks_free", "hour"), past_mean("docks_free"),
                                                   F.col("docks_free_1").cast("double")))
+        .withColumn("full_rate_daytype", F.coalesce(past_rate("hour", "weekend"), hour_rate, F.lit(0.0)))
+        .withColumn("flow_hour", F.coalesce(past_mean("flow", "hour"), past_mean("flow"), F.lit(0.0)))
+        .withColumn("flow_daytype", F.coalesce(past_mean("flow", "hour", "weekend"), F.col("flow_hour")))
+        .withColumn("turnover_station", F.coalesce(past_mean("turnover"), F.lit(0.0)))
+        .withColumn("turnover_hour", F.coalesce(past_mean("turnover", "hour"), F.col("turnover_station")))
         .where(gaps_ok)
         .withColumn("minutes_since_1", (F.col("at_0") - F.col("at_1")) / 60)
         .withColumn("docks_trend_2", F.col("docks_free_1") - F.col("docks_free_2"))
@@ -233,6 +256,9 @@ def examples(snapshots: DataFrame, timezone: str, max_gap_minutes: float,
         .withColumn("overflow_1", F.col("bikes_1") + F.col("docks_free_1") - F.col("capacity"))
         .withColumn("ebike_share_1", F.coalesce(F.col("ebike_1") / F.greatest("bikes_1", F.lit(1)), F.lit(0.0)))
         .withColumn("nb_free_trend", F.col("nb_free_share_1") - F.col("nb_free_share_2"))
+        .withColumn("flow_projected", F.col("docks_free_1") + F.col("flow_hour") * F.col("minutes_since_1"))
+        .withColumn("flow_daytype_projected", F.col("docks_free_1") + F.col("flow_daytype") * F.col("minutes_since_1"))
+        .withColumn("turnover_projected", F.col("docks_free_1") - F.col("turnover_hour") * F.col("minutes_since_1"))
         .withColumn("baseline", (F.col("docks_free_1") == 0).cast("double"))
     )
 
@@ -340,7 +366,7 @@ def fit_and_score(labelled: DataFrame, args: argparse.Namespace, features: list[
     fit_cut = int(span["first"] + 0.8 * (cut - span["first"]))
     fit, validation = train.where(F.col("at_0") < fit_cut), train.where(F.col("at_0") >= fit_cut)
     forest = RandomForestClassifier(labelCol="label", featuresCol="features", numTrees=args.trees,
-                                    maxDepth=args.max_depth, seed=7)
+                                    maxDepth=args.max_depth, minInstancesPerNode=args.min_instances, seed=7)
     if args.class_weight == "balanced":
         positive_rate = sizes["train"]["positives"] / sizes["train"]["rows"]
         weight = F.when(F.col("label") == 1, 0.5 / positive_rate).otherwise(0.5 / (1 - positive_rate))
@@ -391,7 +417,8 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         "positive_rate_test": round(sizes["test"]["positives"] / sizes["test"]["rows"], 6),
         "classifier": "RandomForestClassifier", "features": FEATURES, "class_weight": args.class_weight,
         "threshold": trained.threshold, "fit_until": trained.fit_until,
-        "params": {"trees": args.trees, "max_depth": args.max_depth, "max_gap_minutes": args.max_gap_minutes,
+        "params": {"trees": args.trees, "max_depth": args.max_depth, "min_instances": args.min_instances,
+                   "max_gap_minutes": args.max_gap_minutes,
                    "neighbour_radius_m": args.neighbour_radius},
     }], replace=True)
     upsert_predictions(context, trained.probability(rows.where(F.col("is_next"))), trained.threshold, version)
