@@ -41,12 +41,13 @@ JOB_FIELDS = ("status", "started_at", "ended_at", "duration_s", "rows_in", "rows
 
 
 class NoData(Exception):
-    """A collection the page needs is empty or missing; `command` runs the job that fills it."""
+    """A collection the page needs is empty or missing; each of `commands` runs a job that fills it."""
 
     def __init__(self, collection: Collection):
         super().__init__(f"{collection.name} is empty")
         self.collection = collection.name
-        self.command = f"{RUN} {velib.FILLS_OPS.get(collection.name, collection.produced_by)}"
+        producers = velib.FILLS_OPS.get(collection.name, collection.produced_by)
+        self.commands = [f"{RUN} {job}" for job in producers.split(", ")]
 
 
 class InvalidInput(ValueError):

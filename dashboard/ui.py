@@ -24,8 +24,11 @@ Column = tuple[str, str]  # (field, header)
 
 
 def no_data(exc: NoData) -> html.Div:
+    commands: list[Any] = []
+    for command in exc.commands:
+        commands += [" or ", html.Code(command)] if commands else [html.Code(command)]
     return html.Div(
-        ["No data yet — run ", html.Code(exc.command), f" (it fills {exc.collection})."],
+        ["No data yet — run ", *commands, f" (it fills {exc.collection})."],
         className="notice no-data", **{"data-collection": exc.collection},
     )
 

@@ -23,6 +23,9 @@ from pymongo import MongoClient
 from retail_expected import daily_totals, parse_rows
 
 from cronlake.contracts import retail
+from cronlake.core import settings
+from cronlake.core.protocol import Claim, reject
+from cronlake.core.runner import RunContext
 from process.retail import daily as retail_daily
 
 GOOD_FILES = ["retail_part1.csv", "retail_part2.csv", "retail_part3.csv"]
@@ -117,7 +120,7 @@ def test_bad_file_quarantined_with_reason_and_bad_rows_counted(cronlake_env: dic
     assert (quarantine / "not_retail.csv").read_text().startswith(
         (FIXTURES / "retail" / "not_retail.csv").read_text()[:50])
     kept, rejected = parse_rows(FIXTURES / "retail" / "retail_damaged.csv")
-    rejects = (quarantine / "retail_damaged.csv.rejects.jsonl").read_text().splitlines()
+    rejects = (quarantine / "retail_damaged.csv.retail_daily.rejects.jsonl").read_text().splitlines()
     assert len(rejects) == rejected == 3
     run = job_runs(cronlake_env)[0]
     assert run["status"] == "succeeded"
@@ -131,6 +134,27 @@ KILL_POINTS = {
     "after_commit": "commit",
     "during_archive": "archive.file",
 }
+
+
+def test_rejects_of_one_input_add_up_and_leave_the_consumers_file_alone(tmp_path: Path) -> None:
+    """Two steps of one run reject records of the same input (as retail_social does for bad lines, then bad
+    dates): the job's `<name>.<job>.rejects.jsonl` holds both, and the landing consumer's `<name>.rejects.jsonl`
+    for that file is left as it was."""
+    env = {"CRONLAKE_LAKE_ROOT": (tmp_path / "lake").as_uri(), "CRONLAKE_STATE_DIR": str(tmp_path / "state")}
+    context = RunContext(job="velib_daily", run_id="velib_daily-test", settings=settings.load(env), needs=("lake",))
+    consumer_file = "quarantine/velib/p0-o10.jsonl.rejects.jsonl"
+    context.lake.put_text(consumer_file, '{"reason": "not JSON"}\n')
+    claim = Claim(context, context.lake, "velib", ("velib_status",), ["landing/velib/p0-o10.jsonl"])
+    first = [reject("negative count", {"bikes": -1}, file="p0-o10.jsonl")]
+    second = [reject("reported_at is not a time", {"reported_at": "x"}, file="p0-o10.jsonl"),
+              reject("unparseable row", "a;b", file="p0-o10.jsonl")]
+    claim.reject_records("landing/velib/p0-o10.jsonl", first)
+    claim.reject_records("landing/velib/p0-o10.jsonl", second)
+
+    kept = context.lake.read_text("quarantine/velib/p0-o10.jsonl.velib_daily.rejects.jsonl").splitlines()
+    assert [json.loads(line)["reason"] for line in kept] == [r["reason"] for r in first + second]
+    assert context.lake.read_text(consumer_file) == '{"reason": "not JSON"}\n'
+    assert context.counters["records_quarantined"] == 3
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)

@@ -144,7 +144,7 @@ def test_duplicates_and_malformed_lines_are_counted_and_quarantined(spark, cronl
     run_job()
     want = expected([APACHE, ZANBIL])
     assert want["duplicates"] > 0 and len(want["malformed"]) == 1
-    rejects_file = lake_root(cronlake_env) / "quarantine" / "weblogs" / f"{APACHE.name}.rejects.jsonl"
+    rejects_file = lake_root(cronlake_env) / "quarantine" / "weblogs" / f"{APACHE.name}.retail_logs.rejects.jsonl"
     rejects = [json.loads(line) for line in rejects_file.read_text().splitlines()]
     assert [r["record"] for r in rejects] == want["malformed"]
     assert rejects[0]["reason"].startswith("not an access-log line")

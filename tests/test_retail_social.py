@@ -95,7 +95,7 @@ def test_tweets_parsed_deduplicated_and_served(cronlake_env: dict[str, str], spa
     assert rows[sample[0]["id"]]["created_at"] == datetime(2021, 4, 24, 20, 39, 39, tzinfo=UTC)
 
     reject_file = (Path(env["CRONLAKE_LAKE_ROOT"].removeprefix("file://")) / "quarantine" / "social"
-                   / f"{SLICE.name}.rejects.jsonl")
+                   / f"{SLICE.name}.retail_social.rejects.jsonl")
     assert len(reject_file.read_text().splitlines()) == malformed
 
     db = data_db(settings.load(dict(env)))

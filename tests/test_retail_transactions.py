@@ -140,7 +140,7 @@ def test_olist_orphan_item_is_quarantined_with_its_reason(cronlake_env: dict[str
     real[2] = "0" * 32  # a product the export does not hold
     items.write_text(items.read_text() + ",".join(real) + "\n")
     assert retail_olist.JOB.main([]) == 0
-    rejects = (lake_root(cronlake_env) / "quarantine" / "olist" / "damaged.order_items.csv.rejects.jsonl")
+    rejects = (lake_root(cronlake_env) / "quarantine" / "olist" / "damaged.order_items.csv.retail_olist.rejects.jsonl")
     records = [json.loads(line) for line in rejects.read_text().splitlines()]
     assert [r["reason"] for r in records] == ["unknown product"]
     assert len(published_lines(cronlake_env)) == len(expected_lines())

@@ -192,7 +192,7 @@ def test_malformed_rows_and_wrong_header_are_quarantined(spark, cronlake_env, tm
     quarantine = lake_root(cronlake_env) / "quarantine" / "velib"
     assert (quarantine / "velib-wrong-header.csv").exists()
     assert "unexpected header" in (quarantine / "velib-wrong-header.csv.reason.json").read_text()
-    rejects = [json.loads(line) for line in (quarantine / "velib-mixed.csv.rejects.jsonl").read_text().splitlines()]
+    rejects = [json.loads(line) for line in (quarantine / "velib-mixed.csv.velib_daily.rejects.jsonl").read_text().splitlines()]
     reasons = sorted(r["reason"].split(" (")[0] for r in rejects)
     assert reasons == ["negative count", "reported_at is not an ISO-8601 UTC time", "unparseable row",
                        "unparseable row"]
@@ -227,7 +227,7 @@ def test_spark_and_duckdb_runners_give_identical_outputs(spark, cronlake_env, tm
         run_job("--runner", runner, "--day", "2022-05-12")
         dataset = env["CRONLAKE_LAKE_ROOT"] + "/processed/velib_status"
         snapshots = spark.read.schema(velib.STATUS.spark_schema()).parquet(dataset)
-        rejects = (lake_root(env) / "quarantine" / "velib" / "velib-mixed.csv.rejects.jsonl").read_text()
+        rejects = (lake_root(env) / "quarantine" / "velib" / "velib-mixed.csv.velib_daily.rejects.jsonl").read_text()
         outputs[runner] = {"snapshots": sorted(snapshots.collect()), "mongo": mongo_state(),
                            "rejects": sorted(rejects.splitlines())}
 

@@ -45,12 +45,15 @@ def reject(reason: str, record: Any, **origin: Any) -> dict[str, Any]:
     return {"reason": reason, "record": record, "origin": origin}
 
 
-def keep_rejects(context: RunContext, lake: Lake, stem: str, rejects: list[dict[str, Any]]) -> None:
-    """Write `rejects` (made by `reject`) to `<stem>.rejects.jsonl`, one JSON line each, and count them."""
+def keep_rejects(context: RunContext, lake: Lake, stem: str, rejects: list[dict[str, Any]],
+                 kept_before: Sequence[dict[str, Any]] = ()) -> None:
+    """Write `rejects` (made by `reject`) to `<stem>.rejects.jsonl`, one JSON line each, after `kept_before` (the
+    ones this run already wrote there: a lake file is rewritten, never appended to), and count the new ones."""
     if not rejects:
         return
     target = f"{stem}.rejects.jsonl"
-    lake.put_text(target, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rejects))
+    lake.put_text(target, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n"
+                                  for r in [*kept_before, *rejects]))
     reasons: dict[str, int] = {}
     for one in rejects:
         reasons[one["reason"]] = reasons.get(one["reason"], 0) + 1
@@ -71,6 +74,7 @@ class Claim:
     outputs: list[str] = field(default_factory=list)
     versions: list[dict[str, Any]] = field(default_factory=list)
     published: dict[str, tuple[Dataset, DataFrame]] = field(default_factory=dict)
+    rejected: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -89,12 +93,13 @@ class Claim:
         self.quarantined[path] = reason
         self.context.log("quarantine.file", file=path, reason=reason)
 
-    def reject_records(self, path: str, rejects: list[dict[str, Any]], label: str = "") -> None:
+    def reject_records(self, path: str, rejects: list[dict[str, Any]]) -> None:
         """Keep malformed records of an input beside the quarantined files (`reject` shapes them), in
-        `<input name>[.<label>].rejects.jsonl`: a label keeps them apart from rejects a landing consumer already
-        wrote for the same file."""
-        stem = f"quarantine/{self.source}/{posixpath.basename(path)}" + (f".{label}" if label else "")
-        keep_rejects(self.context, self.lake, stem, rejects)
+        `<input name>.<job>.rejects.jsonl`: the job's name keeps them apart from the `<input name>.rejects.jsonl`
+        a landing consumer wrote for the same file, and every call of the run for one input adds to that file."""
+        stem = f"quarantine/{self.source}/{posixpath.basename(path)}.{self.context.job}"
+        keep_rejects(self.context, self.lake, stem, rejects, self.rejected.get(path, []))
+        self.rejected.setdefault(path, []).extend(rejects)
 
     def publish_parquet(self, frame: DataFrame, dataset: str, partition_by: list[str] | None = None) -> int:
         """Write a DataFrame into `processed/<dataset>/` so that a rerun of this run cannot duplicate it."""

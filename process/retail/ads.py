@@ -94,7 +94,7 @@ def read_events(context: RunContext, claim: Claim):  # noqa: ANN201 - a Spark Da
     for path in claim.accepted:
         name = path.rsplit("/", 1)[-1]
         claim.reject_records(path, [reject(", ".join(r["reasons"]), {"line": r["value"][:500]}, file=name)
-                                    for r in refused if r["landing_file"] == name], label=context.job)
+                                    for r in refused if r["landing_file"] == name])
     return parsed.where(F.size("reasons") == 0)
 
 
@@ -186,7 +186,6 @@ def upsert_serving(context: RunContext, frame) -> None:  # noqa: ANN001 - a Spar
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
     """Serving documents are upserted inside the claim: inputs are archived only once MongoDB has them."""
-    context.spark  # noqa: B018 - start Spark first so the protocol moves files through Hadoop's FileSystem
     run_batch(context, context.lake, SOURCE, (EVENTS.name,),
               lambda claim: upsert_serving(context, process(context, claim)), args.max_files)
 

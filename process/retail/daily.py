@@ -150,7 +150,6 @@ def upsert_daily_totals(context: RunContext, days: list[str], claim: Claim | Non
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
     """Totals are upserted inside the claim, before commit: inputs are archived only once MongoDB has them."""
-    context.spark  # noqa: B018 - start Spark first so the protocol moves files through Hadoop's FileSystem
 
     def process_and_upsert(claim: Claim) -> None:
         upsert_daily_totals(context, sorted(set(process(context, claim)) | set(args.day)), claim)

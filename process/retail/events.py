@@ -93,7 +93,6 @@ def process(context: RunContext, claim: Claim) -> None:
 
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
-    context.spark  # noqa: B018 - start Spark first so the protocol moves files through Hadoop's FileSystem
     run_batch(context, context.lake, SOURCE, (EVENTS.name,), lambda claim: process(context, claim), args.max_files)
 
 

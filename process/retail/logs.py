@@ -270,7 +270,6 @@ def session_summary(sessions: DataFrame) -> list[dict]:
 def run(context: RunContext, args: argparse.Namespace) -> None:
     """The serving figures are upserted inside the claim, before commit: inputs are archived only once MongoDB
     has them."""
-    context.spark  # noqa: B018 - start Spark first so the protocol moves files through Hadoop's FileSystem
     run_batch(context, context.lake, SOURCE, (HITS.name, SESSIONS.name), lambda claim: process(context, claim),
               args.max_files)
 

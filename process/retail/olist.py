@@ -170,7 +170,6 @@ def upsert_sales(context: RunContext, claim: Claim, days: list[str]) -> None:
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
     """Sales are upserted inside the claim, before commit: inputs are archived only once MongoDB has them."""
-    context.spark  # noqa: B018 - start Spark first so the protocol moves files through Hadoop's FileSystem
     run_batch(context, context.lake, SOURCE, (ORDER_LINES.name,),
               lambda claim: upsert_sales(context, claim, process(context, claim)))
 

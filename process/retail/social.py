@@ -193,7 +193,6 @@ def upsert_serving(context: RunContext, frame) -> None:  # noqa: ANN001 - a Spar
 
 def run(context: RunContext, args: argparse.Namespace) -> None:
     """Serving documents are upserted inside the claim: inputs are archived only once MongoDB has them."""
-    context.spark  # noqa: B018 - start Spark first so the protocol moves files through Hadoop's FileSystem
     run_batch(context, context.lake, SOURCE, (POSTS.name,),
               lambda claim: upsert_serving(context, process(context, claim)), args.max_files)
 
