@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-depth", type=int, default=12, help="maximum depth of each tree")
     parser.add_argument("--min-instances", type=int, default=20,
                         help="fewest training examples in a leaf (keeps deep trees from fitting single snapshots)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed of the forest")
     return parser
 
 
@@ -366,7 +367,7 @@ def fit_and_score(labelled: DataFrame, args: argparse.Namespace, features: list[
     fit_cut = int(span["first"] + 0.8 * (cut - span["first"]))
     fit, validation = train.where(F.col("at_0") < fit_cut), train.where(F.col("at_0") >= fit_cut)
     forest = RandomForestClassifier(labelCol="label", featuresCol="features", numTrees=args.trees,
-                                    maxDepth=args.max_depth, minInstancesPerNode=args.min_instances, seed=7)
+                                    maxDepth=args.max_depth, minInstancesPerNode=args.min_instances, seed=args.seed)
     if args.class_weight == "balanced":
         positive_rate = sizes["train"]["positives"] / sizes["train"]["rows"]
         weight = F.when(F.col("label") == 1, 0.5 / positive_rate).otherwise(0.5 / (1 - positive_rate))
@@ -418,7 +419,7 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
         "classifier": "RandomForestClassifier", "features": FEATURES, "class_weight": args.class_weight,
         "threshold": trained.threshold, "fit_until": trained.fit_until,
         "params": {"trees": args.trees, "max_depth": args.max_depth, "min_instances": args.min_instances,
-                   "max_gap_minutes": args.max_gap_minutes,
+                   "seed": args.seed, "max_gap_minutes": args.max_gap_minutes,
                    "neighbour_radius_m": args.neighbour_radius},
     }], replace=True)
     upsert_predictions(context, trained.probability(rows.where(F.col("is_next"))), trained.threshold, version)
