@@ -110,6 +110,17 @@ STATION_CAPACITY = Collection(
     indexes=(("day",), ("zone", "day")),
     fields=("station_code", "day", "name", "zone", "insee_code", "commune", "capacity", "max_gap_s", "observed_s",
             "empty_s", "full_s", "observed_by_hour", "empty_by_hour", "full_by_hour"))
+# Rollups of those documents, kept exact by the same job so the page reads a few documents per period, not one per
+# station-day. Running totals: one document per calendar day from the first stored day, `stations` holding every
+# station seen so far with its seconds and days summed from the first day through this one and its name, zone,
+# commune and capacity of its latest day; a period's seconds are the difference of two days' totals.
+CAPACITY_RUNNING = Collection(
+    "velib_capacity_running", key=("day",), produced_by="velib_capacity", fields=("day", "stations"))
+# Per zone and local day: its stations' seconds summed, in total and per local hour (a zone's hour-of-week map).
+ZONE_CAPACITY = Collection(
+    "velib_zone_capacity", key=("zone", "day"), produced_by="velib_capacity",
+    fields=("zone", "day", "stations", "observed_s", "empty_s", "full_s", "observed_by_hour", "empty_by_hour",
+            "full_by_hour"))
 PARIS_ARRONDISSEMENTS = frozenset(f"751{number:02d}" for number in range(1, 21))  # their INSEE codes
 
 
@@ -119,7 +130,7 @@ def commune(zone: str, insee_code: str | None) -> str:
 
 
 COLLECTIONS = (STATION_DAILY, ZONE_DAILY, LIVE_STATION, LIVE_ZONE, LIVE_BUCKETS, MODEL_RUNS, PREDICTIONS,
-               STATION_CAPACITY)
+               STATION_CAPACITY, CAPACITY_RUNNING, ZONE_CAPACITY)
 
 # The Velib jobs that fill the kit's operations collections (what the health page tells an empty deployment to run).
 FILLS_OPS = {"job_runs": "velib_daily", "heartbeats": "velib_stream", "kafka_lag": "velib_land"}

@@ -32,7 +32,10 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from cronlake.contracts.velib import STATION_CAPACITY, STATUS, commune
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+
+from cronlake.contracts.velib import CAPACITY_RUNNING, STATION_CAPACITY, STATUS, ZONE_CAPACITY, commune
 from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.lake import Lake, open_lake
@@ -76,6 +79,7 @@ WHERE seconds > 0
 GROUP BY station_code, utc_hour
 """
 MEASURES = ("observed_s", "empty_s", "full_s")
+ABOUT = ("name", "zone", "commune", "capacity")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +151,61 @@ def by_hour(measure: str) -> str:
     return measure.removesuffix("_s") + "_by_hour"
 
 
+def write_rollups(db: Database, days: Iterable[str]) -> int:
+    """Rebuild the rollups of `days` from the stored `velib_station_capacity` documents; returns the rollup
+    documents written.
+
+    Each of `days` gets its zone documents anew (a zone no station of the day has any more is deleted). The running
+    totals are rewritten from the first of `days` to the last stored day, each day's being the day before's plus
+    that day's documents, so a day reprocessed later carries into every later total; without the day before's
+    total (never built), from the first stored day."""
+    stored = db[STATION_CAPACITY.name]
+    first = stored.find_one({}, {"_id": 0, "day": 1}, sort=[("day", ASCENDING)])
+    last = stored.find_one({}, {"_id": 0, "day": 1}, sort=[("day", DESCENDING)])
+    wanted = sorted(days)
+    if first is None or last is None or not wanted:
+        return 0
+    start = date.fromisoformat(max(wanted[0], first["day"]))
+    before = (start - timedelta(days=1)).isoformat()
+    previous = db[CAPACITY_RUNNING.name].find_one({"_id": before}) if before >= first["day"] else None
+    if previous is None:
+        start = date.fromisoformat(first["day"])
+    totals = {row["station_code"]: row for row in (previous or {}).get("stations", [])}
+    projection = {"_id": 0, "station_code": 1, **dict.fromkeys(ABOUT, 1), **dict.fromkeys(MEASURES, 1),
+                  **{by_hour(m): 1 for m in MEASURES}}
+    written, day = 0, start
+    while (name := day.isoformat()) <= last["day"]:
+        docs = list(stored.find({"day": name}, projection))
+        for doc in docs:
+            row = totals.setdefault(doc["station_code"], {"station_code": doc["station_code"], "days": 0,
+                                                          **dict.fromkeys(MEASURES, 0)})
+            row.update({field: doc.get(field) for field in ABOUT}, days=row["days"] + 1)
+            for measure in MEASURES:
+                row[measure] += doc[measure]
+        stations = [dict(totals[code]) for code in sorted(totals)]
+        written += sink.upsert(db, CAPACITY_RUNNING, [{"day": name, "stations": stations}], replace=True)
+        if name in wanted:
+            written += write_zone_days(db, name, docs)
+        day += timedelta(days=1)
+    return written
+
+
+def write_zone_days(db: Database, day: str, docs: list[dict[str, Any]]) -> int:
+    """The zone documents of one day: its stations' seconds summed per zone, in total and per local hour."""
+    zones: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        zone = zones.setdefault(doc["zone"], {"zone": doc["zone"], "day": day, "stations": 0,
+                                              **dict.fromkeys(MEASURES, 0), **{by_hour(m): [0] * HOURS
+                                                                               for m in MEASURES}})
+        zone["stations"] += 1
+        for measure in MEASURES:
+            zone[measure] += doc[measure]
+            zone[by_hour(measure)] = [a + b for a, b in zip(zone[by_hour(measure)], doc[by_hour(measure)],
+                                                            strict=True)]
+    db[ZONE_CAPACITY.name].delete_many({"day": day, "zone": {"$nin": list(zones)}})
+    return sink.upsert(db, ZONE_CAPACITY, zones.values(), replace=True)
+
+
 def spark_pieces(context: RunContext, days: list[str], max_gap_s: int) -> list[dict[str, Any]]:
     status = STATUS.read(context.spark, context.lake, {"day": days}).select(*COLUMNS)
     view = f"velib_capacity_{id(status):x}"
@@ -184,9 +243,11 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     context.count("rows_in", len(rows))
     docs = documents(rows, days, context, max_gap_s)
     context.log("computed", station_hours=len(rows), documents=len(docs))
-    written = sink.upsert(data_db(context.settings), STATION_CAPACITY, docs)
+    db = data_db(context.settings)
+    written = sink.upsert(db, STATION_CAPACITY, docs)
     context.count("rows_out", written)
     context.log("mongo.upserted", collection=STATION_CAPACITY.name, documents=written, days=days)
+    context.log("rollups.written", documents=write_rollups(db, days))
 
 
 JOB = Job("velib_capacity", build_parser, run, needs=("lake", "spark"), takes_day=True)
