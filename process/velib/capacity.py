@@ -35,7 +35,15 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 
-from cronlake.contracts.velib import CAPACITY_RUNNING, STATION_CAPACITY, STATUS, ZONE_CAPACITY, commune
+from cronlake.contracts.velib import (
+    CAPACITY_RUNNING,
+    STATION_CAPACITY,
+    STATUS,
+    ZONE_CAPACITY,
+    commune,
+    running_document,
+    running_rows,
+)
 from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.lake import Lake, open_lake
@@ -170,7 +178,7 @@ def write_rollups(db: Database, days: Iterable[str]) -> int:
     previous = db[CAPACITY_RUNNING.name].find_one({"_id": before}) if before >= first["day"] else None
     if previous is None:
         start = date.fromisoformat(first["day"])
-    totals = {row["station_code"]: row for row in (previous or {}).get("stations", [])}
+    totals = {row["station_code"]: row for row in running_rows(previous)}
     projection = {"_id": 0, "station_code": 1, **dict.fromkeys(ABOUT, 1), **dict.fromkeys(MEASURES, 1),
                   **{by_hour(m): 1 for m in MEASURES}}
     written, day = 0, start
@@ -182,8 +190,8 @@ def write_rollups(db: Database, days: Iterable[str]) -> int:
             row.update({field: doc.get(field) for field in ABOUT}, days=row["days"] + 1)
             for measure in MEASURES:
                 row[measure] += doc[measure]
-        stations = [dict(totals[code]) for code in sorted(totals)]
-        written += sink.upsert(db, CAPACITY_RUNNING, [{"day": name, "stations": stations}], replace=True)
+        running = running_document(name, (totals[code] for code in sorted(totals)))
+        written += sink.upsert(db, CAPACITY_RUNNING, [running], replace=True)
         if name in wanted:
             written += write_zone_days(db, name, docs)
         day += timedelta(days=1)

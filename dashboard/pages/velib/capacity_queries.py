@@ -15,7 +15,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
-from cronlake.contracts.velib import CAPACITY_RUNNING, STATION_CAPACITY, ZONE_CAPACITY
+from cronlake.contracts.velib import CAPACITY_RUNNING, STATION_CAPACITY, ZONE_CAPACITY, running_rows
 from cronlake.core.contracts import Collection
 from dashboard.store import STATION_CODE, InvalidInput, NoData, Store, parse_day, projection
 
@@ -70,7 +70,7 @@ def period_stations(store: Store, start: str, end: str) -> list[dict[str, Any]]:
         return []
     before = (date.fromisoformat(start) - timedelta(days=1)).isoformat()
     wanted = [end] + ([before] if before >= known_first else [])
-    found = {doc["day"]: doc["stations"] for doc in store.data[CAPACITY_RUNNING.name].find({"_id": {"$in": wanted}})}
+    found = {doc["day"]: running_rows(doc) for doc in store.data[CAPACITY_RUNNING.name].find({"_id": {"$in": wanted}})}
     if set(wanted) - set(found):
         raise NoData(CAPACITY_RUNNING)
     earlier = {row["station_code"]: row for row in found.get(before, [])}
