@@ -177,17 +177,8 @@ def day_document_hours(s: Any, start: str, end: str, _collection: Any, subject: 
     from dashboard.pages.velib import capacity_queries as queries
     from dashboard.store import projection
 
-    sums = {m: [[0] * 24 for _ in queries.WEEKDAYS] for m in ("observed", "empty", "full")}
-    found = s.data[queries.STATION_CAPACITY.name].find({**subject, "day": {"$gte": start, "$lte": end}},
-                                                       projection(queries.HOUR_FIELDS))
-    for doc in found:
-        weekday = date.fromisoformat(doc["day"]).weekday()
-        for measure, grid in sums.items():
-            for hour, seconds in enumerate(doc.get(f"{measure}_by_hour") or []):
-                grid[weekday][hour] += seconds
-    observed = sums["observed"]
-    return {m: [[queries.share(sums[m][d][h], observed[d][h]) for h in range(24)] for d in range(7)]
-            for m in ("full", "empty")}
+    return queries.weekday_shares(s.data[queries.STATION_CAPACITY.name].find(
+        {**subject, "day": {"$gte": start, "$lte": end}}, projection(queries.HOUR_FIELDS)))
 
 
 def day_document_options(s: Any, day: str) -> list[dict[str, str]]:
@@ -224,6 +215,7 @@ def capacity_before_after(days: list[str], zone_names: list[str], repeat: int, r
             (f"download ({label})", lambda first=first, last=last: capacity.download(1, first, last, 12)),
         ]
     print(f"\n{'capacity callback':<28} {'before ms':>10} {'after ms':>9} {'ratio':>7}   (p50, nx-27017)")
+    p50: dict[str, tuple[float, float]] = {}
     for name, function in cases:
         after_output = json.dumps(function(), cls=plotly.utils.PlotlyJSONEncoder, sort_keys=True)
         with before(), mock.patch.object(capacity, "focus_options", day_document_options):
@@ -232,7 +224,13 @@ def capacity_before_after(days: list[str], zone_names: list[str], repeat: int, r
         if "render" not in name:  # render's scatter lists stations in the order the reads return them
             assert before_output == after_output, name
         after_ms = median(measure(function, repeat))
+        p50[name] = (before_ms, after_ms)
         print(f"{name:<28} {before_ms:>10.1f} {after_ms:>9.1f} {before_ms / after_ms:>6.1f}x")
+    for label in ("week", f"{len(days[-30:])} days"):  # a visit: the page's two callbacks on one period
+        before_ms, after_ms = (sum(p50[f"{c} ({label})"][i] for c in ("render", "heatmap default")) for i in (0, 1))
+        print(f"{'visit: render+heatmap (' + label + ')':<28} {before_ms:>10.1f} {after_ms:>9.1f} "
+              f"{before_ms / after_ms:>6.1f}x")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 def measure(function: Callable[[], Any], repeat: int) -> list[float]:

@@ -175,3 +175,12 @@ def test_reprocessed_day_rebuilds_its_later_rollups(computed: dict[str, Any]) ->
     data[capacity.ZONE_CAPACITY.name].insert_one({"_id": "nowhere|2022-05-12", "zone": "nowhere", "day": "2022-05-12"})
     assert capacity.JOB.main(["--day", "2022-05-12"]) == 0
     assert documents() == computed["documents"]
+
+
+def test_rollups_missing_are_built_for_every_stored_day(computed: dict[str, Any]) -> None:
+    """A collection filled before the rollups existed: the next run of one day builds them for every day."""
+    data = data_db(settings_module.load())
+    for collection in (capacity.CAPACITY_RUNNING, capacity.ZONE_CAPACITY):
+        data[collection.name].delete_many({})
+    assert capacity.JOB.main(["--day", "2022-05-13"]) == 0
+    assert documents() == computed["documents"]

@@ -16,6 +16,8 @@ It upserts one `velib_station_capacity` document per (station, local day): the d
 zone or commune, by hour of the week, and divides. A day's documents are recomputed whole from the day before
 (whose last snapshots hold into it) to the day after (whose first snapshots end it), so reruns change nothing
 and the nightly `--day {yesterday}` run completes what the hourly `--day {today}` runs could not know yet.
+Then the rollups the dashboard reads are rebuilt from the stored documents (`write_rollups`): running totals per
+station through each day from the first computed day on, and per zone and computed day.
 
 Two runners with one SQL text (`PIECES_SQL`): Spark, and DuckDB on one node, chosen by `velib_daily`'s rule
 (`--runner auto`: DuckDB with a local Spark master and a `file://` lake).
@@ -166,18 +168,19 @@ def write_rollups(db: Database, days: Iterable[str]) -> int:
     Each of `days` gets its zone documents anew (a zone no station of the day has any more is deleted). The running
     totals are rewritten from the first of `days` to the last stored day, each day's being the day before's plus
     that day's documents, so a day reprocessed later carries into every later total; without the day before's
-    total (never built), from the first stored day."""
+    total (never built: a collection filled before the rollups existed), both rollups of every stored day."""
     stored = db[STATION_CAPACITY.name]
     first = stored.find_one({}, {"_id": 0, "day": 1}, sort=[("day", ASCENDING)])
     last = stored.find_one({}, {"_id": 0, "day": 1}, sort=[("day", DESCENDING)])
-    wanted = sorted(days)
+    wanted = set(days)
     if first is None or last is None or not wanted:
         return 0
-    start = date.fromisoformat(max(wanted[0], first["day"]))
-    before = (start - timedelta(days=1)).isoformat()
-    previous = db[CAPACITY_RUNNING.name].find_one({"_id": before}) if before >= first["day"] else None
-    if previous is None:
-        start = date.fromisoformat(first["day"])
+    start = date.fromisoformat(max(min(wanted), first["day"]))
+    before, previous = (start - timedelta(days=1)).isoformat(), None
+    if before >= first["day"]:
+        previous = db[CAPACITY_RUNNING.name].find_one({"_id": before})
+        if previous is None:
+            start, wanted = date.fromisoformat(first["day"]), set(stored.distinct("day"))
     totals = {row["station_code"]: row for row in running_rows(previous)}
     projection = {"_id": 0, "station_code": 1, **dict.fromkeys(ABOUT, 1), **dict.fromkeys(MEASURES, 1),
                   **{by_hour(m): 1 for m in MEASURES}}

@@ -3,13 +3,17 @@
 `velib_station_capacity` (filled by `velib_capacity`, indexes declared in `cronlake/contracts/velib.py`) holds
 additive seconds per station and local day: observed, empty (no bike) and full (no free dock), in total and per
 local hour. A period's share of time empty is the period's empty seconds over its observed seconds, summed per
-station, zone or commune, never an average of daily shares. Inputs are checked before use: days strictly
-YYYY-MM-DD, a station code or zone that the collection holds; queries use equality and day ranges on those only.
+station, zone or commune, never an average of daily shares. The job keeps rollups of those documents exact
+(`velib_capacity_running`: running totals per day; `velib_zone_capacity`: per zone and day), so a period's
+station totals are two documents whatever its length and a heat map reads one document per day by its key.
+Inputs are checked before use: days strictly YYYY-MM-DD, a station code or zone that the collection holds;
+queries use equality, keys and day ranges on those only.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
@@ -132,12 +136,17 @@ def hour_of_week(store: Store, start: str, end: str, collection: Collection, sub
                  ) -> dict[str, list[list[float | None]]]:
     """Share of time full and empty (%) by weekday (rows, Monday first) and local hour (columns) over the period,
     from the subject's documents of each day (a station's own, or its zone's sums), read by their keys."""
-    sums = {m: [[0] * 24 for _ in WEEKDAYS] for m in ("observed", "empty", "full")}
     known_first, known_last = day_bounds(store)
     first, last = date.fromisoformat(max(start, known_first)), date.fromisoformat(min(end, known_last))
     days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
     keys = [collection.document_id({**subject, "day": day}) for day in days]
-    for doc in store.data[collection.name].find({"_id": {"$in": keys}}, projection(HOUR_FIELDS)):
+    return weekday_shares(store.data[collection.name].find({"_id": {"$in": keys}}, projection(HOUR_FIELDS)))
+
+
+def weekday_shares(docs: Iterable[dict[str, Any]]) -> dict[str, list[list[float | None]]]:
+    """Day documents' hourly seconds summed by weekday and hour, then the shares full and empty of each cell."""
+    sums = {m: [[0] * 24 for _ in WEEKDAYS] for m in ("observed", "empty", "full")}
+    for doc in docs:
         weekday = date.fromisoformat(doc["day"]).weekday()
         for measure, grid in sums.items():
             for hour, seconds in enumerate(doc.get(f"{measure}_by_hour") or []):
