@@ -214,7 +214,7 @@ def capacity_before_after(days: list[str], zone_names: list[str], repeat: int, r
              lambda first=first, last=last, zone=zone: capacity.heatmap(first, last, f"zone:{zone}", 12)),
             (f"download ({label})", lambda first=first, last=last: capacity.download(1, first, last, 12)),
         ]
-    print(f"\n{'capacity callback':<28} {'before ms':>10} {'after ms':>9} {'ratio':>7}   (p50, nx-27017)")
+    print(f"\n{'capacity callback':<32} {'before ms':>10} {'after ms':>9} {'ratio':>7}   (p50, nx-27017)")
     p50: dict[str, tuple[float, float]] = {}
     for name, function in cases:
         after_output = json.dumps(function(), cls=plotly.utils.PlotlyJSONEncoder, sort_keys=True)
@@ -225,10 +225,10 @@ def capacity_before_after(days: list[str], zone_names: list[str], repeat: int, r
             assert before_output == after_output, name
         after_ms = median(measure(function, repeat))
         p50[name] = (before_ms, after_ms)
-        print(f"{name:<28} {before_ms:>10.1f} {after_ms:>9.1f} {before_ms / after_ms:>6.1f}x")
+        print(f"{name:<32} {before_ms:>10.1f} {after_ms:>9.1f} {before_ms / after_ms:>6.1f}x")
     for label in ("week", f"{len(days[-30:])} days"):  # a visit: the page's two callbacks on one period
         before_ms, after_ms = (sum(p50[f"{c} ({label})"][i] for c in ("render", "heatmap default")) for i in (0, 1))
-        print(f"{'visit: render+heatmap (' + label + ')':<28} {before_ms:>10.1f} {after_ms:>9.1f} "
+        print(f"{'visit: render+heatmap (' + label + ')':<32} {before_ms:>10.1f} {after_ms:>9.1f} "
               f"{before_ms / after_ms:>6.1f}x")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
