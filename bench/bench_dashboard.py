@@ -125,8 +125,9 @@ def seed(data: Any, ops: Any, sites: list[dict[str, Any]], days: list[str], runs
     ops.heartbeats.insert_one({"_id": "velib_stream", "last_batch_at": now, "batch_id": 1, "pid": 1, "host": "h"})
 
 
-def seed_capacity(data: Any, sites: list[dict[str, Any]], days: list[str], rng: random.Random) -> None:
-    """velib_station_capacity: per station-day, hourly seconds observed (most of each hour), empty and full."""
+def seed_capacity(data: Any, sites: list[dict[str, Any]], days: list[str], rng: random.Random) -> float:
+    """velib_station_capacity: per station-day, hourly seconds observed (most of each hour), empty and full; then
+    its rollups, built by the job's code. Returns the seconds that build took."""
     docs = []
     for day in days:
         for s in sites:
@@ -145,7 +146,9 @@ def seed_capacity(data: Any, sites: list[dict[str, Any]], days: list[str], rng: 
     from process.velib.capacity import write_rollups
 
     sink.ensure_indexes(data, STATION_CAPACITY)  # as the job does before it reads the days back
+    started = time.perf_counter()
     write_rollups(data, days)
+    return time.perf_counter() - started
 
 
 def day_document_totals(s: Any, start: str, end: str) -> list[dict[str, Any]]:
@@ -275,10 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         if not args.capacity_only:
             seed(data_db(settings), ops_db(settings), sites, days, args.runs_per_day, rng)
-        seed_capacity(data_db(settings), sites, days, rng)
+        rollups_s = seed_capacity(data_db(settings), sites, days, rng)
         runs = 0 if args.capacity_only else len(JOBS) * len(days) * args.runs_per_day
         print(f"seeded {len(days)} days x {len(sites)} stations ({len(days) * len(sites)} station-days, "
-              f"{runs} job runs) in {time.perf_counter() - started:.1f} s")
+              f"{runs} job runs) in {time.perf_counter() - started:.1f} s, of which velib_capacity's "
+              f"write_rollups of every day {rollups_s:.1f} s")
         zone_names = sorted({s["zone"] for s in sites})
         if args.capacity_only:
             from dashboard.app import app  # noqa: F401 - registers the pages and their callbacks
