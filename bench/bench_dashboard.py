@@ -9,7 +9,15 @@ their output, and prints p50 / p95 per callback.
 nx-27017 stores documents in SQLite: its query planner, index use and latencies are NOT those of mongod, so
 read these numbers as "the dashboard's own cost plus a slow-ish store", not as a MongoDB measurement.
 
+Then the Capacity page's callbacks for the default week and for 30 days, before and after its rollups: "before"
+runs the same callbacks with the page's former reads of the station-day documents (`$group` sums over the day
+range, the latest day's names, the subject's day documents by station or (zone, day) range), kept below as the
+baseline; "after" reads the rollups `velib_capacity` writes (`velib_capacity_running`, `velib_zone_capacity`),
+built here by the job's own `write_rollups` from the seeded station-days. `--capacity-only` seeds and times only
+that page.
+
     python bench/bench_dashboard.py [--days 30] [--stations 1500] [--repeat 20] [--runs-per-day 24]
+                                    [--capacity-repeat 5] [--capacity-only]
 """
 
 from __future__ import annotations
@@ -117,8 +125,9 @@ def seed(data: Any, ops: Any, sites: list[dict[str, Any]], days: list[str], runs
     ops.heartbeats.insert_one({"_id": "velib_stream", "last_batch_at": now, "batch_id": 1, "pid": 1, "host": "h"})
 
 
-def seed_capacity(data: Any, sites: list[dict[str, Any]], days: list[str], rng: random.Random) -> None:
-    """velib_station_capacity: per station-day, hourly seconds observed (most of each hour), empty and full."""
+def seed_capacity(data: Any, sites: list[dict[str, Any]], days: list[str], rng: random.Random) -> float:
+    """velib_station_capacity: per station-day, hourly seconds observed (most of each hour), empty and full; then
+    its rollups, built by the job's code. Returns the seconds that build took."""
     docs = []
     for day in days:
         for s in sites:
@@ -132,6 +141,99 @@ def seed_capacity(data: Any, sites: list[dict[str, Any]], days: list[str], rng: 
                          "empty_by_hour": empty, "full_by_hour": full})
     for start in range(0, len(docs), 5000):
         data.velib_station_capacity.insert_many(docs[start:start + 5000], ordered=False)
+    from cronlake.contracts.velib import STATION_CAPACITY
+    from cronlake.core import sink
+    from process.velib.capacity import write_rollups
+
+    sink.ensure_indexes(data, STATION_CAPACITY)  # as the job does before it reads the days back
+    started = time.perf_counter()
+    write_rollups(data, days)
+    return time.perf_counter() - started
+
+
+def day_document_totals(s: Any, start: str, end: str) -> list[dict[str, Any]]:
+    """Baseline: the page's former station totals, summed from the station-day documents of the period."""
+    from dashboard.pages.velib import capacity_queries as queries
+    from dashboard.store import NoData, projection
+
+    collection = s.data[queries.STATION_CAPACITY.name]
+    in_period = {"day": {"$gte": start, "$lte": end}}
+    sums = {doc["_id"]: doc for doc in collection.aggregate([
+        {"$match": in_period},
+        {"$group": {"_id": "$station_code", **{m: {"$sum": f"${m}"} for m in queries.MEASURES}}}])}
+    if not sums:
+        raise NoData(queries.STATION_CAPACITY)
+    latest = collection.find_one(in_period, {"_id": 0, "day": 1}, sort=[("day", -1)])["day"]
+    about = {doc["station_code"]: doc for doc in collection.find({"day": latest}, projection(queries.ABOUT))}
+    missing = [code for code in sums if code not in about]
+    if missing:
+        earlier = collection.find({**in_period, "station_code": {"$in": missing}}, projection(queries.ABOUT))
+        for doc in earlier.sort("day", 1):
+            about[doc["station_code"]] = doc
+    return [queries.with_shares({**about[code], **{m: total[m] for m in queries.MEASURES}})
+            for code, total in sums.items()]
+
+
+def day_document_hours(s: Any, start: str, end: str, _collection: Any, subject: dict[str, str]
+                       ) -> dict[str, list[list[float | None]]]:
+    """Baseline: the page's former hour-of-week sums, over the subject's station-day documents of the period."""
+    from dashboard.pages.velib import capacity_queries as queries
+    from dashboard.store import projection
+
+    return queries.weekday_shares(s.data[queries.STATION_CAPACITY.name].find(
+        {**subject, "day": {"$gte": start, "$lte": end}}, projection(queries.HOUR_FIELDS)))
+
+
+def day_document_options(s: Any, day: str) -> list[dict[str, str]]:
+    """Baseline: the page's former heat map subjects, from the station-day documents of `day`."""
+    docs = list(s.data["velib_station_capacity"].find({"day": day}, {"_id": 0, "station_code": 1, "name": 1,
+                                                                      "zone": 1}))
+    zones = sorted({d["zone"] for d in docs if isinstance(d.get("zone"), str)})
+    stations = sorted(docs, key=lambda d: (str(d.get("name")), d["station_code"]))
+    return ([{"label": f"zone: {z}", "value": f"zone:{z}"} for z in zones]
+            + [{"label": f"{d.get('name')} ({d['station_code']})", "value": f"station:{d['station_code']}"}
+               for d in stations])
+
+
+def capacity_before_after(days: list[str], zone_names: list[str], repeat: int, rng: random.Random) -> None:
+    """The Capacity callbacks for the default week and for 30 days: p50 with the former reads, with the
+    rollups, and the ratio; the same outputs asserted first."""
+    from unittest import mock
+
+    from dashboard.pages.velib import capacity
+    from dashboard.pages.velib import capacity_queries as queries
+
+    def before() -> Any:
+        return mock.patch.multiple(queries, station_totals=day_document_totals, hour_of_week=day_document_hours)
+
+    month = (days[max(0, len(days) - 30)], days[-1])
+    cases: list[tuple[str, Callable[[], Any]]] = [("layout (week)", capacity.layout)]
+    for label, (first, last) in (("week", (None, None)), (f"{len(days[-30:])} days", month)):
+        zone = rng.choice(zone_names)
+        cases += [
+            (f"render ({label})", lambda first=first, last=last: capacity.render(first, last, 12)),
+            (f"heatmap default ({label})", lambda first=first, last=last: capacity.heatmap(first, last, None, 12)),
+            (f"heatmap zone ({label})",
+             lambda first=first, last=last, zone=zone: capacity.heatmap(first, last, f"zone:{zone}", 12)),
+            (f"download ({label})", lambda first=first, last=last: capacity.download(1, first, last, 12)),
+        ]
+    print(f"\n{'capacity callback':<32} {'before ms':>10} {'after ms':>9} {'ratio':>7}   (p50, nx-27017)")
+    p50: dict[str, tuple[float, float]] = {}
+    for name, function in cases:
+        after_output = json.dumps(function(), cls=plotly.utils.PlotlyJSONEncoder, sort_keys=True)
+        with before(), mock.patch.object(capacity, "focus_options", day_document_options):
+            before_output = json.dumps(function(), cls=plotly.utils.PlotlyJSONEncoder, sort_keys=True)
+            before_ms = median(measure(function, repeat))
+        if "render" not in name:  # render's scatter lists stations in the order the reads return them
+            assert before_output == after_output, name
+        after_ms = median(measure(function, repeat))
+        p50[name] = (before_ms, after_ms)
+        print(f"{name:<32} {before_ms:>10.1f} {after_ms:>9.1f} {before_ms / after_ms:>6.1f}x")
+    for label in ("week", f"{len(days[-30:])} days"):  # a visit: the page's two callbacks on one period
+        before_ms, after_ms = (sum(p50[f"{c} ({label})"][i] for c in ("render", "heatmap default")) for i in (0, 1))
+        print(f"{'visit: render+heatmap (' + label + ')':<32} {before_ms:>10.1f} {after_ms:>9.1f} "
+              f"{before_ms / after_ms:>6.1f}x")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 def measure(function: Callable[[], Any], repeat: int) -> list[float]:
@@ -151,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stations", type=int, default=1500)
     parser.add_argument("--repeat", type=int, default=20, help="calls per callback (default 20)")
     parser.add_argument("--runs-per-day", type=int, default=24, help="job_runs per job and day (default 24)")
+    parser.add_argument("--capacity-repeat", type=int, default=5,
+                        help="calls per Capacity callback, before and after (default 5)")
+    parser.add_argument("--capacity-only", action="store_true", help="seed and time only the Capacity page")
     args = parser.parse_args(argv)
 
     state = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
@@ -171,10 +276,19 @@ def main(argv: list[str] | None = None) -> int:
         days = [(last - timedelta(days=n)).isoformat() for n in range(args.days - 1, -1, -1)]
         sites = stations(args.stations)
         started = time.perf_counter()
-        seed(data_db(settings), ops_db(settings), sites, days, args.runs_per_day, rng)
-        seed_capacity(data_db(settings), sites, days, rng)
+        if not args.capacity_only:
+            seed(data_db(settings), ops_db(settings), sites, days, args.runs_per_day, rng)
+        rollups_s = seed_capacity(data_db(settings), sites, days, rng)
+        runs = 0 if args.capacity_only else len(JOBS) * len(days) * args.runs_per_day
         print(f"seeded {len(days)} days x {len(sites)} stations ({len(days) * len(sites)} station-days, "
-              f"{len(JOBS) * len(days) * args.runs_per_day} job runs) in {time.perf_counter() - started:.1f} s")
+              f"{runs} job runs) in {time.perf_counter() - started:.1f} s, of which velib_capacity's "
+              f"write_rollups of every day {rollups_s:.1f} s")
+        zone_names = sorted({s["zone"] for s in sites})
+        if args.capacity_only:
+            from dashboard.app import app  # noqa: F401 - registers the pages and their callbacks
+
+            capacity_before_after(days, zone_names, args.capacity_repeat, rng)
+            return 0
 
         from cronlake.contracts import velib
         from cronlake.core import sink
@@ -190,7 +304,6 @@ def main(argv: list[str] | None = None) -> int:
         def forget_options() -> None:
             store.current()._options = (0.0, [])  # what a visit costs once a minute, when the cache expires
 
-        zone_names = sorted({s["zone"] for s in sites})
         codes = [s["station_code"] for s in sites]
         cases: list[tuple[str, Callable[[], Any]]] = [
             ("live.layout", live.layout),
@@ -211,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             ("capacity.render (30 days)", lambda: capacity.render(days[0], days[-1], 12)),
             ("capacity.heatmap (zone, 7 d)", lambda: capacity.heatmap(None, None, f"zone:{rng.choice(zone_names)}",
                                                                       12)),
+            ("capacity.heatmap (30 days)", lambda: capacity.heatmap(days[0], days[-1], None, 12)),
             ("capacity.download (7 days)", lambda: capacity.download(1, None, None, 12)),
             ("model.render", model.render),
             ("health.render", health.render),
@@ -226,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<28} {p50:>8.1f} {p95:>8.1f} {TARGET_MS:>7.0f}  {verdict}")
         print(f"\nworst p95 {worst:.1f} ms = {worst / TARGET_MS:.2f} x the {TARGET_MS:.0f} ms target; "
               f"load average during the run {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        capacity_before_after(days, zone_names, args.capacity_repeat, rng)
     finally:
         print(embedded.stop(mongo, settings))
     return 0

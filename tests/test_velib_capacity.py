@@ -1,5 +1,6 @@
 """The capacity job on the real two-night slice: time-weighted seconds observed / empty / full per station, local
-day and hour, checked against plain Python; the Spark runner and a rerun leave every document unchanged."""
+day and hour, and the rollups the page reads (running totals per day, zone-days), checked against plain Python;
+the Spark runner and a rerun leave every document unchanged, and reprocessing a day rebuilds its later totals."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_velib_daily import SLICES, lake_root, land, run_job
 
-from cronlake.contracts.velib import commune
+from cronlake.contracts.velib import commune, running_rows
 from cronlake.contracts.velib_zones import DEFAULT_GEO_DIR, ZoneMap
 from cronlake.core import settings as settings_module
 from cronlake.core.mongo import data_db, ops_db
@@ -37,9 +38,15 @@ def instant(row: dict[str, Any]) -> datetime:
     return row[capacity.TIME].astimezone(UTC)
 
 
-def expected_seconds(stations: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], dict[str, list[int]]]:
-    """Walk each held interval hour by local hour: {(station, day): {measure: 24 hourly seconds}}."""
-    result: dict[tuple[str, str], dict[str, list[int]]] = {}
+Key = tuple[str, str]  # (station, local day)
+
+
+def expected_seconds(stations: dict[str, list[dict[str, Any]]]
+                     ) -> tuple[dict[Key, dict[str, list[int]]], dict[Key, dict[str, Any]]]:
+    """Walk each held interval hour by local hour: {(station, day): {measure: 24 hourly seconds}}, and per
+    (station, day) the last snapshot holding time in it (whose name, zone and capacity the day takes)."""
+    result: dict[Key, dict[str, list[int]]] = {}
+    holder: dict[Key, dict[str, Any]] = {}
     for code, rows in stations.items():
         for row, following in zip(rows, rows[1:], strict=False):
             moment, until = instant(row), min(instant(following), instant(row) + CAP)
@@ -47,14 +54,15 @@ def expected_seconds(stations: dict[str, list[dict[str, Any]]]) -> dict[tuple[st
                 local = moment.astimezone(PARIS)
                 boundary = min(until, (local.replace(minute=0, second=0) + timedelta(hours=1)).astimezone(UTC))
                 seconds = round((boundary - moment).total_seconds())
-                hours = result.setdefault((code, local.date().isoformat()),
-                                          {m: [0] * 24 for m in ("observed", "empty", "full")})
+                key = (code, local.date().isoformat())
+                hours = result.setdefault(key, {m: [0] * 24 for m in ("observed", "empty", "full")})
+                holder[key] = row
                 if row["is_installed"] and row["capacity"] > 0:  # out of service: unobserved
                     hours["observed"][local.hour] += seconds
                     hours["empty"][local.hour] += seconds * (row["bikes"] == 0)
                     hours["full"][local.hour] += seconds * (row["docks_free"] == 0)
                 moment = boundary
-    return result
+    return result, holder
 
 
 def test_commune_of_every_shipped_zone() -> None:
@@ -66,7 +74,17 @@ def test_commune_of_every_shipped_zone() -> None:
 
 
 def documents() -> dict[str, dict[str, Any]]:
-    return {d["_id"]: d for d in data_db(settings_module.load())[capacity.STATION_CAPACITY.name].find()}
+    """Every document the job writes, by collection and `_id`."""
+    data = data_db(settings_module.load())
+    return {f"{collection.name}/{d['_id']}": d
+            for collection in (capacity.STATION_CAPACITY, capacity.CAPACITY_RUNNING, capacity.ZONE_CAPACITY)
+            for d in data[collection.name].find()}
+
+
+def station_days(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The `velib_station_capacity` documents of `documents()`, by their `_id`."""
+    prefix = f"{capacity.STATION_CAPACITY.name}/"
+    return {key.removeprefix(prefix): d for key, d in docs.items() if key.startswith(prefix)}
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +104,10 @@ def computed(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_seconds_match_plain_python(computed: dict[str, Any]) -> None:
     stored = computed["stored"]
-    expected = expected_seconds(stored)
+    expected, holder = expected_seconds(stored)
     gaps = [instant(b) - instant(a) for rows in stored.values() for a, b in zip(rows, rows[1:], strict=False)]
     assert any(gap > CAP for gap in gaps)  # the night gaps of the history: the cap matters on this slice
-    docs = computed["documents"]
+    docs = station_days(computed["documents"])
     assert {(d["station_code"], d["day"]) for d in docs.values()} == set(expected)
     assert {d["day"] for d in docs.values()} == {"2022-05-12", "2022-05-13"}
     for (code, day), hours in expected.items():
@@ -98,17 +116,45 @@ def test_seconds_match_plain_python(computed: dict[str, Any]) -> None:
             assert doc[f"{measure}_by_hour"] == seconds, (code, day, measure)
             assert doc[f"{measure}_s"] == sum(seconds), (code, day, measure)
         assert doc["max_gap_s"] == CAP.total_seconds()
-    # name, zone and capacity are those of the station's last snapshot of the day
-    last = {}
-    for code, rows in stored.items():
-        for row in rows[:-1]:  # the very last snapshot holds nothing
-            last[(code, instant(row).astimezone(PARIS).date().isoformat())] = row
-    for (code, day), row in last.items():
+    # name, zone and capacity are those of the station's last snapshot holding time that day
+    for (code, day), row in holder.items():
         doc = docs[f"{code}|{day}"]
         assert (doc["name"], doc["zone"], doc["capacity"]) == (row["name"], row["zone"], row["capacity"])
         assert doc["commune"] == row["zone"]  # the slice's zones are communes (no INSEE code)
     full = sum(d["full_s"] for d in docs.values()) / sum(d["observed_s"] for d in docs.values())
     assert 0 < full < 1
+
+
+def test_rollups_match_plain_python(computed: dict[str, Any]) -> None:
+    """Running totals: per day, each station's seconds and days from the first day through that day, named as on
+    its latest day; zone-days: the hourly seconds of the stations the day's last snapshot put in the zone."""
+    stored = computed["stored"]
+    expected, holder = expected_seconds(stored)
+    docs = computed["documents"]
+    for day in ("2022-05-12", "2022-05-13"):
+        totals: dict[str, dict[str, Any]] = {}
+        for (code, seen), hours in sorted(expected.items(), key=lambda item: item[0][1]):
+            if seen <= day:
+                row = totals.setdefault(code, {"days": 0, "observed": 0, "empty": 0, "full": 0})
+                row["days"] += 1
+                row.update({measure: row[measure] + sum(seconds) for measure, seconds in hours.items()})
+                row["zone"] = holder[(code, seen)]["zone"]
+        running = running_rows(docs[f"{capacity.CAPACITY_RUNNING.name}/{day}"])
+        assert {r["station_code"]: (r["days"], r["observed_s"], r["empty_s"], r["full_s"], r["zone"])
+                for r in running} == {code: (r["days"], r["observed"], r["empty"], r["full"], r["zone"])
+                                      for code, r in totals.items()}, day
+    zones: dict[tuple[str, str], dict[str, list[int]]] = {}
+    for (code, day), hours in expected.items():
+        zone = zones.setdefault((holder[(code, day)]["zone"], day), {m: [0] * 24 for m in hours})
+        for measure, seconds in hours.items():
+            zone[measure] = [a + b for a, b in zip(zone[measure], seconds, strict=True)]
+    stored_zones = {(d["zone"], d["day"]): d for key, d in docs.items()
+                    if key.startswith(capacity.ZONE_CAPACITY.name)}
+    assert set(stored_zones) == set(zones)
+    for key, hours in zones.items():
+        for measure, seconds in hours.items():
+            assert stored_zones[key][f"{measure}_by_hour"] == seconds, (key, measure)
+            assert stored_zones[key][f"{measure}_s"] == sum(seconds), (key, measure)
 
 
 def test_spark_runner_and_rerun_change_nothing(computed: dict[str, Any], spark: object) -> None:
@@ -117,3 +163,24 @@ def test_spark_runner_and_rerun_change_nothing(computed: dict[str, Any], spark: 
         assert documents() == computed["documents"], argv
     runs = list(ops_db(settings_module.load()).job_runs.find({"job": "velib_capacity", "status": "succeeded"}))
     assert len(runs) == 3
+
+
+def test_reprocessed_day_rebuilds_its_later_rollups(computed: dict[str, Any]) -> None:
+    """A day's documents changed behind the job's back (and a zone-day of its own) are put right by reprocessing
+    that day, and the next day's running totals, which carry it, with them."""
+    data = data_db(settings_module.load())
+    data[capacity.STATION_CAPACITY.name].update_many({"day": "2022-05-12"}, {"$inc": {"full_s": 3600}})
+    assert capacity.write_rollups(data, ["2022-05-12"]) > 0
+    assert documents() != computed["documents"]
+    data[capacity.ZONE_CAPACITY.name].insert_one({"_id": "nowhere|2022-05-12", "zone": "nowhere", "day": "2022-05-12"})
+    assert capacity.JOB.main(["--day", "2022-05-12"]) == 0
+    assert documents() == computed["documents"]
+
+
+def test_rollups_missing_are_built_for_every_stored_day(computed: dict[str, Any]) -> None:
+    """A collection filled before the rollups existed: the next run of one day builds them for every day."""
+    data = data_db(settings_module.load())
+    for collection in (capacity.CAPACITY_RUNNING, capacity.ZONE_CAPACITY):
+        data[collection.name].delete_many({})
+    assert capacity.JOB.main(["--day", "2022-05-13"]) == 0
+    assert documents() == computed["documents"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,34 @@ STATION_CAPACITY = Collection(
     indexes=(("day",), ("zone", "day")),
     fields=("station_code", "day", "name", "zone", "insee_code", "commune", "capacity", "max_gap_s", "observed_s",
             "empty_s", "full_s", "observed_by_hour", "empty_by_hour", "full_by_hour"))
+# Rollups of those documents, kept exact by the same job so the page reads a few documents per period, not one per
+# station-day. Running totals: one document per calendar day from the first stored day, holding every station seen
+# so far with its seconds and days summed from the first day through this one and its name, zone, commune and
+# capacity of its latest day; a period's seconds are the difference of two days' totals. Stored as columns (one
+# list per field, aligned by station): a fraction of the decoding cost of a list of station sub-documents.
+RUNNING_COLUMNS = ("station_code", "days", "name", "zone", "commune", "capacity", "observed_s", "empty_s", "full_s")
+CAPACITY_RUNNING = Collection(
+    "velib_capacity_running", key=("day",), produced_by="velib_capacity", fields=("day", *RUNNING_COLUMNS))
+# Per zone and local day: its stations' seconds summed, in total and per local hour (a zone's hour-of-week map).
+ZONE_CAPACITY = Collection(
+    "velib_zone_capacity", key=("zone", "day"), produced_by="velib_capacity",
+    fields=("zone", "day", "stations", "observed_s", "empty_s", "full_s", "observed_by_hour", "empty_by_hour",
+            "full_by_hour"))
 PARIS_ARRONDISSEMENTS = frozenset(f"751{number:02d}" for number in range(1, 21))  # their INSEE codes
+
+
+def running_rows(document: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """A running-totals document's stations, one dict each (none for no document)."""
+    if document is None:
+        return []
+    columns = [document[name] for name in RUNNING_COLUMNS]
+    return [dict(zip(RUNNING_COLUMNS, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def running_document(day: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The running-totals document of `day` for station rows (every field of `RUNNING_COLUMNS`)."""
+    rows = list(rows)
+    return {"day": day, **{name: [row[name] for row in rows] for name in RUNNING_COLUMNS}}
 
 
 def commune(zone: str, insee_code: str | None) -> str:
@@ -119,7 +146,7 @@ def commune(zone: str, insee_code: str | None) -> str:
 
 
 COLLECTIONS = (STATION_DAILY, ZONE_DAILY, LIVE_STATION, LIVE_ZONE, LIVE_BUCKETS, MODEL_RUNS, PREDICTIONS,
-               STATION_CAPACITY)
+               STATION_CAPACITY, CAPACITY_RUNNING, ZONE_CAPACITY)
 
 # The Velib jobs that fill the kit's operations collections (what the health page tells an empty deployment to run).
 FILLS_OPS = {"job_runs": "velib_daily", "heartbeats": "velib_stream", "kafka_lag": "velib_land"}

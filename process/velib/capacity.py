@@ -16,6 +16,8 @@ It upserts one `velib_station_capacity` document per (station, local day): the d
 zone or commune, by hour of the week, and divides. A day's documents are recomputed whole from the day before
 (whose last snapshots hold into it) to the day after (whose first snapshots end it), so reruns change nothing
 and the nightly `--day {yesterday}` run completes what the hourly `--day {today}` runs could not know yet.
+Then the rollups the dashboard reads are rebuilt from the stored documents (`write_rollups`): running totals per
+station through each day from the first computed day on, and per zone and computed day.
 
 Two runners with one SQL text (`PIECES_SQL`): Spark, and DuckDB on one node, chosen by `velib_daily`'s rule
 (`--runner auto`: DuckDB with a local Spark master and a `file://` lake).
@@ -32,7 +34,18 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from cronlake.contracts.velib import STATION_CAPACITY, STATUS, commune
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+
+from cronlake.contracts.velib import (
+    CAPACITY_RUNNING,
+    STATION_CAPACITY,
+    STATUS,
+    ZONE_CAPACITY,
+    commune,
+    running_document,
+    running_rows,
+)
 from cronlake.core import sink
 from cronlake.core.jobs import Job
 from cronlake.core.lake import Lake, open_lake
@@ -76,6 +89,7 @@ WHERE seconds > 0
 GROUP BY station_code, utc_hour
 """
 MEASURES = ("observed_s", "empty_s", "full_s")
+ABOUT = ("name", "zone", "commune", "capacity")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +161,62 @@ def by_hour(measure: str) -> str:
     return measure.removesuffix("_s") + "_by_hour"
 
 
+def write_rollups(db: Database, days: Iterable[str]) -> int:
+    """Rebuild the rollups of `days` from the stored `velib_station_capacity` documents; returns the rollup
+    documents written.
+
+    Each of `days` gets its zone documents anew (a zone no station of the day has any more is deleted). The running
+    totals are rewritten from the first of `days` to the last stored day, each day's being the day before's plus
+    that day's documents, so a day reprocessed later carries into every later total; without the day before's
+    total (never built: a collection filled before the rollups existed), both rollups of every stored day."""
+    stored = db[STATION_CAPACITY.name]
+    first = stored.find_one({}, {"_id": 0, "day": 1}, sort=[("day", ASCENDING)])
+    last = stored.find_one({}, {"_id": 0, "day": 1}, sort=[("day", DESCENDING)])
+    wanted = set(days)
+    if first is None or last is None or not wanted:
+        return 0
+    start = date.fromisoformat(max(min(wanted), first["day"]))
+    before, previous = (start - timedelta(days=1)).isoformat(), None
+    if before >= first["day"]:
+        previous = db[CAPACITY_RUNNING.name].find_one({"_id": before})
+        if previous is None:
+            start, wanted = date.fromisoformat(first["day"]), set(stored.distinct("day"))
+    totals = {row["station_code"]: row for row in running_rows(previous)}
+    projection = {"_id": 0, "station_code": 1, **dict.fromkeys(ABOUT, 1), **dict.fromkeys(MEASURES, 1),
+                  **{by_hour(m): 1 for m in MEASURES}}
+    written, day = 0, start
+    while (name := day.isoformat()) <= last["day"]:
+        docs = list(stored.find({"day": name}, projection))
+        for doc in docs:
+            row = totals.setdefault(doc["station_code"], {"station_code": doc["station_code"], "days": 0,
+                                                          **dict.fromkeys(MEASURES, 0)})
+            row.update({field: doc.get(field) for field in ABOUT}, days=row["days"] + 1)
+            for measure in MEASURES:
+                row[measure] += doc[measure]
+        running = running_document(name, (totals[code] for code in sorted(totals)))
+        written += sink.upsert(db, CAPACITY_RUNNING, [running], replace=True)
+        if name in wanted:
+            written += write_zone_days(db, name, docs)
+        day += timedelta(days=1)
+    return written
+
+
+def write_zone_days(db: Database, day: str, docs: list[dict[str, Any]]) -> int:
+    """The zone documents of one day: its stations' seconds summed per zone, in total and per local hour."""
+    zones: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        zone = zones.setdefault(doc["zone"], {"zone": doc["zone"], "day": day, "stations": 0,
+                                              **dict.fromkeys(MEASURES, 0), **{by_hour(m): [0] * HOURS
+                                                                               for m in MEASURES}})
+        zone["stations"] += 1
+        for measure in MEASURES:
+            zone[measure] += doc[measure]
+            zone[by_hour(measure)] = [a + b for a, b in zip(zone[by_hour(measure)], doc[by_hour(measure)],
+                                                            strict=True)]
+    db[ZONE_CAPACITY.name].delete_many({"day": day, "zone": {"$nin": list(zones)}})
+    return sink.upsert(db, ZONE_CAPACITY, zones.values(), replace=True)
+
+
 def spark_pieces(context: RunContext, days: list[str], max_gap_s: int) -> list[dict[str, Any]]:
     status = STATUS.read(context.spark, context.lake, {"day": days}).select(*COLUMNS)
     view = f"velib_capacity_{id(status):x}"
@@ -184,9 +254,11 @@ def run(context: RunContext, args: argparse.Namespace) -> None:
     context.count("rows_in", len(rows))
     docs = documents(rows, days, context, max_gap_s)
     context.log("computed", station_hours=len(rows), documents=len(docs))
-    written = sink.upsert(data_db(context.settings), STATION_CAPACITY, docs)
+    db = data_db(context.settings)
+    written = sink.upsert(db, STATION_CAPACITY, docs)
     context.count("rows_out", written)
     context.log("mongo.upserted", collection=STATION_CAPACITY.name, documents=written, days=days)
+    context.log("rollups.written", documents=write_rollups(db, days))
 
 
 JOB = Job("velib_capacity", build_parser, run, needs=("lake", "spark"), takes_day=True)

@@ -15,7 +15,6 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from plotly.subplots import make_subplots
 from pymongo.errors import PyMongoError
 
-from cronlake.contracts.velib import STATION_CAPACITY
 from dashboard import store, ui
 from dashboard.pages.velib import capacity_queries as queries
 from dashboard.store import InvalidInput, NoData
@@ -66,8 +65,7 @@ def layout(start: str | None = None, end: str | None = None, **_query: str) -> h
 
 def focus_options(s: store.Store, day: str) -> list[dict[str, str]]:
     """Every zone, then every station of `day` (latest by default), as heat map subjects."""
-    docs = list(s.data[STATION_CAPACITY.name].find({"day": day}, {"_id": 0, "station_code": 1, "name": 1,
-                                                                   "zone": 1}))
+    docs = queries.period_stations(s, day, day)
     zones = sorted({d["zone"] for d in docs if isinstance(d.get("zone"), str)})
     stations = sorted(docs, key=lambda d: (str(d.get("name")), d["station_code"]))
     return ([{"label": f"zone: {z}", "value": f"zone:{z}"} for z in zones]
@@ -165,8 +163,8 @@ def heatmap(start: str | None, end: str | None, focus: str | None, min_hours: An
         if not top:
             return "No station observed long enough in this period.", go.Figure()
         focus = f"station:{top[0]['station_code']}"
-    label, query = queries.focus_query(s, focus)
-    return f"{label}, {first} to {last}", heatmap_figure(queries.hour_of_week(s, first, last, query))
+    label, collection, subject = queries.focus_query(s, focus)
+    return f"{label}, {first} to {last}", heatmap_figure(queries.hour_of_week(s, first, last, collection, subject))
 
 
 def heatmap_outputs(start: str | None, end: str | None, focus: str | None, min_hours: Any) -> tuple[Any, Any]:

@@ -3,19 +3,24 @@
 `velib_station_capacity` (filled by `velib_capacity`, indexes declared in `cronlake/contracts/velib.py`) holds
 additive seconds per station and local day: observed, empty (no bike) and full (no free dock), in total and per
 local hour. A period's share of time empty is the period's empty seconds over its observed seconds, summed per
-station, zone or commune, never an average of daily shares. Inputs are checked before use: days strictly
-YYYY-MM-DD, a station code or zone that the collection holds; queries use equality and day ranges on those only.
+station, zone or commune, never an average of daily shares. The job keeps rollups of those documents exact
+(`velib_capacity_running`: running totals per day; `velib_zone_capacity`: per zone and day), so a period's
+station totals are two documents whatever its length and a heat map reads one document per day by its key.
+Inputs are checked before use: days strictly YYYY-MM-DD, a station code or zone that the collection holds;
+queries use equality, keys and day ranges on those only.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
-from cronlake.contracts.velib import STATION_CAPACITY
+from cronlake.contracts.velib import CAPACITY_RUNNING, STATION_CAPACITY, ZONE_CAPACITY, running_rows
+from cronlake.core.contracts import Collection
 from dashboard.store import STATION_CODE, InvalidInput, NoData, Store, parse_day, projection
 
 MEASURES = ("observed_s", "empty_s", "full_s")
@@ -59,26 +64,36 @@ def with_shares(row: dict[str, Any]) -> dict[str, Any]:
             "empty_pct": share(row["empty_s"], observed)}
 
 
-def station_totals(store: Store, start: str, end: str) -> list[dict[str, Any]]:
-    """Per station over the period: summed seconds and shares; name, zone, commune, capacity of its latest day.
+def period_stations(store: Store, start: str, end: str) -> list[dict[str, Any]]:
+    """Per station with documents in the period: days, summed seconds; name, zone, commune, capacity of its latest
+    day in the period. Two running-total documents (`velib_capacity_running`): the end's minus the day before
+    the start's."""
+    known_first, known_last = day_bounds(store)
+    end = min(end, known_last)
+    if start > end:
+        return []
+    before = (date.fromisoformat(start) - timedelta(days=1)).isoformat()
+    wanted = [end] + ([before] if before >= known_first else [])
+    found = {doc["day"]: running_rows(doc) for doc in store.data[CAPACITY_RUNNING.name].find({"_id": {"$in": wanted}})}
+    if set(wanted) - set(found):
+        raise NoData(CAPACITY_RUNNING)
+    earlier = {row["station_code"]: row for row in found.get(before, [])}
+    rows = []
+    for row in found[end]:
+        past = earlier.get(row["station_code"])
+        if past is None:
+            rows.append(row)
+        elif row["days"] > past["days"]:
+            rows.append({**row, "days": row["days"] - past["days"], **{m: row[m] - past[m] for m in MEASURES}})
+    return rows
 
-    The seconds are summed in the database ($group over the day index's range: one row per station comes back,
-    not one per station-day); the names come from the period's latest day, and for a station missing that day
-    from its own latest day in the period."""
-    collection = store.data[STATION_CAPACITY.name]
-    in_period = {"day": {"$gte": start, "$lte": end}}
-    sums = {doc["_id"]: doc for doc in collection.aggregate([
-        {"$match": in_period}, {"$group": {"_id": "$station_code", **{m: {"$sum": f"${m}"} for m in MEASURES}}}])}
-    if not sums:
+
+def station_totals(store: Store, start: str, end: str) -> list[dict[str, Any]]:
+    """Per station over the period: summed seconds and shares; name, zone, commune, capacity of its latest day."""
+    rows = period_stations(store, start, end)
+    if not rows:
         raise NoData(STATION_CAPACITY)
-    latest = collection.find_one(in_period, {"_id": 0, "day": 1}, sort=[("day", DESCENDING)])["day"]
-    about = {doc["station_code"]: doc for doc in collection.find({"day": latest}, projection(ABOUT))}
-    missing = [code for code in sums if code not in about]
-    if missing:
-        earlier = collection.find({**in_period, "station_code": {"$in": missing}}, projection(ABOUT))
-        for doc in earlier.sort("day", ASCENDING):
-            about[doc["station_code"]] = doc
-    return [with_shares({**about[code], **{m: total[m] for m in MEASURES}}) for code, total in sums.items()]
+    return [with_shares({field: row[field] for field in (*ABOUT, *MEASURES)}) for row in rows]
 
 
 def observed_enough(rows: list[dict[str, Any]], min_hours: float) -> list[dict[str, Any]]:
@@ -103,25 +118,35 @@ def group_totals(rows: list[dict[str, Any]], field: str) -> list[dict[str, Any]]
     return sorted(result, key=lambda r: (-(r["full_pct"] or 0), str(r[field])))
 
 
-def focus_query(store: Store, focus: str) -> tuple[str, dict[str, str]]:
-    """A heat map's subject, `station:CODE` or `zone:NAME`, checked against the collection: (label, filter)."""
+def focus_query(store: Store, focus: str) -> tuple[str, Collection, dict[str, str]]:
+    """A heat map's subject, `station:CODE` or `zone:NAME`, checked against the collection: (label, the
+    collection of its days, their key without the day)."""
     kind, _, value = focus.partition(":")
     collection = store.data[STATION_CAPACITY.name]
     if kind == "station" and STATION_CODE.fullmatch(value):
         doc = collection.find_one({"station_code": value}, {"_id": 0, "name": 1})
         if doc is not None:
-            return f"station {doc.get('name')} ({value})", {"station_code": value}
+            return f"station {doc.get('name')} ({value})", STATION_CAPACITY, {"station_code": value}
     if kind == "zone" and collection.find_one({"zone": value}, {"_id": 1}) is not None:
-        return f"zone {value}", {"zone": value}
+        return f"zone {value}", ZONE_CAPACITY, {"zone": value}
     raise InvalidInput(f"not a station or zone of {STATION_CAPACITY.name}: {focus[:80]!r}")
 
 
-def hour_of_week(store: Store, start: str, end: str, query: dict[str, str]) -> dict[str, list[list[float | None]]]:
-    """Share of time full and empty (%) by weekday (rows, Monday first) and local hour (columns) over the period."""
+def hour_of_week(store: Store, start: str, end: str, collection: Collection, subject: dict[str, str]
+                 ) -> dict[str, list[list[float | None]]]:
+    """Share of time full and empty (%) by weekday (rows, Monday first) and local hour (columns) over the period,
+    from the subject's documents of each day (a station's own, or its zone's sums), read by their keys."""
+    known_first, known_last = day_bounds(store)
+    first, last = date.fromisoformat(max(start, known_first)), date.fromisoformat(min(end, known_last))
+    days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    keys = [collection.document_id({**subject, "day": day}) for day in days]
+    return weekday_shares(store.data[collection.name].find({"_id": {"$in": keys}}, projection(HOUR_FIELDS)))
+
+
+def weekday_shares(docs: Iterable[dict[str, Any]]) -> dict[str, list[list[float | None]]]:
+    """Day documents' hourly seconds summed by weekday and hour, then the shares full and empty of each cell."""
     sums = {m: [[0] * 24 for _ in WEEKDAYS] for m in ("observed", "empty", "full")}
-    found = store.data[STATION_CAPACITY.name].find({**query, "day": {"$gte": start, "$lte": end}},
-                                                    projection(HOUR_FIELDS))
-    for doc in found:
+    for doc in docs:
         weekday = date.fromisoformat(doc["day"]).weekday()
         for measure, grid in sums.items():
             for hour, seconds in enumerate(doc.get(f"{measure}_by_hour") or []):
@@ -129,4 +154,3 @@ def hour_of_week(store: Store, start: str, end: str, query: dict[str, str]) -> d
     observed = sums["observed"]
     return {measure: [[share(sums[measure][d][h], observed[d][h]) for h in range(24)] for d in range(len(WEEKDAYS))]
             for measure in ("full", "empty")}
-
