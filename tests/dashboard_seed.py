@@ -17,6 +17,11 @@ records. `seed()` seeds the deployment the CRONLAKE_* environment points at:
 - the real `retail_social` job on the real tweets of tests/fixtures/retail_social/ (the 165-line slice of
   2016-11-30 and the 26-tweet sample of 2021-04-24, which names no tracked brand) → retail_social_mentions /
   retail_social_daily;
+- the real `retail_daily` job on the three UCI transaction slices of tests/fixtures/retail/ (2010-12-01..03) and
+  the real `retail_olist` job on the Olist export slice of tests/fixtures/retail/olist/ (135 orders of 2017) →
+  retail_daily / retail_sales_daily;
+- the real `retail_logs` job on the Apache and zanbil Nginx log slices of tests/fixtures/retail_logs/ →
+  retail_traffic_hourly / retail_top_pages / retail_sessions_daily;
 - STAND-INS: kafka_lag (the landing consumer writes it only after consuming a real topic) and a few job_runs of
   jobs not run here (failed and died runs, so the health page has failures to show).
 """
@@ -33,16 +38,23 @@ from pathlib import Path
 from typing import Any
 
 from pymongo import ReplaceOne
+from test_protocol import GOOD_FILES
+from test_retail_logs import APACHE, ZANBIL
+from test_retail_transactions import OLIST
 
 from cronlake.contracts import velib
 from cronlake.contracts.velib import STATION
 from cronlake.contracts.velib_zones import ZoneMap
+from cronlake.core.jobs import Job
 from cronlake.core.lake import open_lake
 from cronlake.core.mongo import ops_db
 from cronlake.core.runner import RunContext
 from cronlake.core.settings import Settings, load
 from cronlake.ops import census
 from ingest.velib.records import StationIndex, normalise_history_row
+from process.retail import daily as retail_daily
+from process.retail import logs as retail_logs
+from process.retail import olist as retail_olist
 from process.retail import social as retail_social
 from process.velib import capacity as velib_capacity
 from process.velib import daily as velib_daily
@@ -51,6 +63,7 @@ from process.velib.stream import LiveWriter, valid_records
 
 SLICE = Path(__file__).resolve().parent / "fixtures" / "dashboard"
 TWEETS = tuple(SLICE.parent / "retail_social" / name for name in ("tweets_slice.jsonl.gz", "tweets_sample.json"))
+UCI = SLICE.parent / "retail"
 
 
 def load_records(folder: Path = SLICE) -> list[dict[str, Any]]:
@@ -113,13 +126,29 @@ def seed_model() -> None:
         raise RuntimeError("velib_train failed while seeding the dashboard tests")
 
 
+def land_and_run(settings: Settings, job: Job, source: str, paths: tuple[Path, ...] | list[Path]) -> None:
+    """Land the fixture files unchanged in `landing/<source>/`, then run the real `job` once on them."""
+    lake = open_lake(settings)
+    for path in paths:
+        lake.put_bytes(f"landing/{source}/{path.name}", path.read_bytes())
+    if job.main([]) != 0:
+        raise RuntimeError(f"{job.name} failed while seeding the dashboard tests")
+
+
 def seed_social(settings: Settings) -> None:
     """The real retail_social job on the real tweet slice and sample."""
-    lake = open_lake(settings)
-    for path in TWEETS:
-        lake.put_bytes(f"landing/{retail_social.SOURCE}/{path.name}", path.read_bytes())
-    if retail_social.JOB.main([]) != 0:
-        raise RuntimeError("retail_social failed while seeding the dashboard tests")
+    land_and_run(settings, retail_social.JOB, retail_social.SOURCE, TWEETS)
+
+
+def seed_sales(settings: Settings) -> None:
+    """The real retail_daily job on the UCI slices and the real retail_olist job on the Olist export slice."""
+    land_and_run(settings, retail_daily.JOB, retail_daily.SOURCE, [UCI / name for name in GOOD_FILES])
+    land_and_run(settings, retail_olist.JOB, retail_olist.SOURCE, sorted(OLIST.glob("*.csv")))
+
+
+def seed_traffic(settings: Settings) -> None:
+    """The real retail_logs job on the Apache and zanbil log slices (the site is the file name's first word)."""
+    land_and_run(settings, retail_logs.JOB, retail_logs.SOURCE, (APACHE, ZANBIL))
 
 
 def seed_ops(settings: Settings) -> None:
@@ -160,3 +189,5 @@ def seed() -> None:
     seed_live(settings, records)
     seed_model()
     seed_social(settings)
+    seed_sales(settings)
+    seed_traffic(settings)

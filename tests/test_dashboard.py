@@ -813,9 +813,7 @@ def expected_social() -> dict[str, Any]:
 
 def mention_traces(driver: webdriver.Chrome) -> dict[str, dict[str, int]]:
     """The mentions chart as {brand: {window: count}} ({} while it is not drawn)."""
-    traces = driver.execute_script("const plot = document.querySelector('#social-mentions .js-plotly-plot');"
-                                   "return plot && plot.data ? plot.data.map(t => [t.name, t.x, t.y]) : [];")
-    return {name: dict(zip(xs, ys, strict=True)) for name, xs, ys in traces}
+    return plot_traces(driver, "social-mentions")
 
 
 def test_social_page_mentions_brands_languages_hashtags(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
@@ -866,3 +864,185 @@ def test_social_page_mentions_brands_languages_hashtags(seeded: dict[str, Any], 
     WebDriverWait(browser, WAIT_S).until(lambda d: list(mention_traces(d)) == top)
     open_page(browser, seeded["url"] + "/retail/social?day=2016-12-01", "#social-posts")
     assert "no retail_social_daily data for 2016-12-01" in browser.find_element(By.CSS_SELECTOR, ".notice.invalid").text
+
+
+# --- retail sales and traffic ----------------------------------------------------------------------------------
+
+
+def plot_traces(driver: webdriver.Chrome, graph_id: str) -> dict[str, dict[Any, float]]:
+    """A chart's traces as drawn, {trace name: {x: y}} ({} while it is not drawn)."""
+    traces = driver.execute_script("const plot = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');"
+                                   "return plot && plot.data ? plot.data.map(t => [t.name, t.x, t.y]) : [];", graph_id)
+    return {name: dict(zip(xs, ys, strict=True)) for name, xs, ys in traces}
+
+
+def bars(driver: webdriver.Chrome, graph_id: str) -> list[tuple[str, float]]:
+    """A one-trace bar chart as drawn: (x, y) left to right."""
+    [trace] = plot_traces(driver, graph_id).values()
+    return list(trace.items())
+
+
+def assert_top_bars(shown: list[tuple[str, float]], want: dict[str, float], limit: int = 25) -> None:
+    """The bars are the `limit` largest values of `want`, largest first (ties in either order)."""
+    assert len(shown) == min(limit, len(want))
+    assert all(want[x] == y for x, y in shown), shown
+    assert [y for _x, y in shown] == sorted(want.values(), reverse=True)[:limit]
+
+
+def stat_value(driver: webdriver.Chrome, label: str) -> str:
+    """The value of the stat box labelled `label`."""
+    path = f"//div[@class='stat'][div[@class='stat-label'][.={xpath_literal(label)}]]/div[@class='stat-value']"
+    return driver.find_element(By.XPATH, path).text.strip()
+
+
+def type_date(driver: webdriver.Chrome, input_id: str, day: str) -> None:
+    """Type a day into a date picker's input and leave it with Tab, as a user does."""
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element(By.ID, input_id)
+    field.click()
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(day, Keys.TAB)
+
+
+def expected_sales() -> dict[str, dict[tuple[str, str, str], dict[str, Any]]]:
+    """retail_sales_daily as the seeded slices must fill it, per source and (day, region, category), from the
+    UCI CSV slices and the Olist export slice with the csv module: revenue net for UCI (cancellations keep their
+    negative amount), without cancelled orders for Olist (their lines counted apart)."""
+    from dashboard_seed import UCI
+    from retail_expected import daily_totals
+    from test_protocol import GOOD_FILES
+    from test_retail_transactions import expected_lines
+
+    uci = {(day, country, "all"): {"orders": t["invoices"], "lines": t["lines"], "revenue": t["revenue"],
+                                   "cancelled_lines": t["cancelled_lines"]}
+           for (day, country), t in daily_totals([UCI / name for name in GOOD_FILES]).items()}
+    groups: dict[tuple[str, str, str], list[tuple[str, dict[str, Any]]]] = {}
+    for (order, _item), line in expected_lines().items():
+        groups.setdefault((line["day"], line["state"], line["category"] or "unknown"), []).append((order, line))
+    olist = {key: {"orders": len({order for order, _line in lines}), "lines": len(lines),
+                   "revenue": round(sum(line["revenue"] for _o, line in lines if not line["cancelled"]), 2),
+                   "cancelled_lines": sum(line["cancelled"] for _o, line in lines)}
+             for key, lines in groups.items()}
+    return {"uci": uci, "olist": olist}
+
+
+def revenue_by(docs: dict[tuple[str, str, str], dict[str, Any]], position: int) -> dict[str, float]:
+    """Revenue summed per day (0), region (1) or category (2), to the cent."""
+    sums: dict[str, float] = {}
+    for key, doc in docs.items():
+        sums[key[position]] = sums.get(key[position], 0.0) + doc["revenue"]
+    return {k: round(v, 2) for k, v in sums.items()}
+
+
+def sales_row(row: dict[str, str]) -> tuple[tuple[str, str, str], dict[str, Any]]:
+    """A table or CSV row as (key, figures)."""
+    return (row["day"], row["region"], row["category"]), {
+        "orders": int(row["orders"]), "lines": int(row["lines"]), "revenue": float(row["revenue"]),
+        "cancelled_lines": int(row["cancelled_lines"])}
+
+
+def test_sales_page_revenue_by_day_region_category_filters_and_csv(seeded: dict[str, Any], browser: webdriver.Chrome,
+                                                                   tmp_path: Path) -> None:
+    want = expected_sales()
+    open_page(browser, seeded["url"] + "/retail/sales", "#sales-table tbody td")
+    WebDriverWait(browser, WAIT_S).until(lambda d: plot_traces(d, "sales-by-day"))
+    assert plot_traces(browser, "sales-by-day") == {source: revenue_by(docs, 0) for source, docs in want.items()}
+    screenshot(browser, "sales")
+
+    pick(browser, "sales-source", "uci", "uci")
+    WebDriverWait(browser, WAIT_S).until(lambda d: list(plot_traces(d, "sales-by-day")) == ["uci"])
+    rows = table(browser, "sales-table")
+    assert {r["source"] for r in rows} == {"uci"}
+    assert dict(sales_row(r) for r in rows) == want["uci"]
+    assert_top_bars(bars(browser, "sales-by-region"), revenue_by(want["uci"], 1))
+    assert bars(browser, "sales-by-category") == [("all", round(sum(d["revenue"] for d in want["uci"].values()), 2))]
+
+    # Olist, between two days a user types: the last ten days of the export but the two latest
+    days = sorted({key[0] for key in want["olist"]})
+    start, end = days[-10], days[-3]
+    chosen = {key: doc for key, doc in want["olist"].items() if start <= key[0] <= end}
+    pick(browser, "sales-source", "olist", "olist")
+    type_date(browser, "sales-range", start)
+    type_date(browser, "sales-range-end-date", end)
+    browser.find_element(By.TAG_NAME, "h2").click()  # close the calendar
+    WebDriverWait(browser, WAIT_S).until(EC.invisibility_of_element_located(
+        (By.CSS_SELECTOR, ".dash-datepicker-content")))
+    WebDriverWait(browser, WAIT_S).until(  # drawn for the whole range: no day after the end day
+        lambda d: list(plot_traces(d, "sales-by-day")) == ["olist"] and max(plot_traces(d, "sales-by-day")["olist"])
+        <= end)
+    assert plot_traces(browser, "sales-by-day") == {"olist": revenue_by(chosen, 0)}
+    assert_top_bars(bars(browser, "sales-by-region"), revenue_by(chosen, 1))
+    assert_top_bars(bars(browser, "sales-by-category"), revenue_by(chosen, 2))
+    rows = table(browser, "sales-table")
+    assert len(rows) == min(25, len(chosen))
+    assert all(chosen[key] == figures for key, figures in map(sales_row, rows))
+    screenshot(browser, "sales-olist")
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    browser.find_element(By.ID, "sales-download-button").click()
+    WebDriverWait(browser, WAIT_S).until(lambda _: list(downloads.glob("*.csv")))
+    with open(downloads / "retail_sales_daily.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["source"] for r in rows} == {"olist"} and all(r["lineage_run"] for r in rows)
+    assert [r["day"] for r in rows] == sorted(r["day"] for r in rows)
+    assert len(rows) == len(chosen) and dict(map(sales_row, rows)) == chosen
+
+
+def test_traffic_page_hits_status_sessions_and_top_products_per_site(seeded: dict[str, Any],
+                                                                     browser: webdriver.Chrome) -> None:
+    from statistics import median
+
+    from test_retail_logs import APACHE, ZANBIL, expected
+
+    want = expected([APACHE, ZANBIL])
+
+    def figures(site: str) -> dict[str, Any]:
+        """What the page shows for `site`, from the log lines in plain Python."""
+        hits = [h for h in want["hits"] if h["site"] == site]
+        hours = sorted({h["time"].strftime("%Y-%m-%dT%H:00Z") for h in hits})
+        status = {c: dict.fromkeys(hours, 0) for c in ("2xx", "3xx", "4xx", "5xx")}
+        for hit in hits:
+            status[hit["status"][0] + "xx"][hit["time"].strftime("%Y-%m-%dT%H:00Z")] += 1
+        errors = sum(h["status"][0] in "45" for h in hits)
+        sessions: dict[str, list[dict[str, Any]]] = {}
+        for session in (s for s in want["sessions"] if s["site"] == site):
+            sessions.setdefault(session["start"].strftime("%Y-%m-%d"), []).append(session)
+        products: dict[str, list[dict[str, Any]]] = {}
+        for hit in hits:
+            product = re.match(r"\S+ /(?:m/)?product/(\d+)", hit["request"])
+            if product:
+                products.setdefault(product[1], []).append(hit)
+        top = sorted(products.items(), key=lambda item: (-len(item[1]), item[0]))[:15]
+        return {
+            "hits": str(len(hits)), "errors": f"{100 * errors / len(hits):.1f}",
+            "bots": f"{100 * sum(h['bot'] for h in hits) / len(hits):.1f}", "status": status,
+            "sessions": [(day, len(found), sum(not s["bot"] for s in found),
+                          median((s["end"] - s["start"]).total_seconds() for s in found))
+                         for day, found in sorted(sessions.items())],
+            "products": [(item, len(found), sum(len({h["client"] for h in found if h["time"].date() == day})
+                                                for day in {h["time"].date() for h in found}))
+                         for item, found in top],
+        }
+
+    open_page(browser, seeded["url"] + "/retail/traffic", "#traffic-hits")
+    first = figures("apache")  # the first site in the picker
+    assert text_of(browser, "traffic-hits") == first["hits"]
+    assert stat_value(browser, "Errors %") == first["errors"]
+    assert text_of(browser, "traffic-bots") == first["bots"]
+
+    site = figures("zanbil")
+    assert site["products"] and site["hits"] != first["hits"]
+    pick(browser, "traffic-site", "zanbil", "zanbil")
+    wait_text(browser, "traffic-hits", site["hits"])
+    WebDriverWait(browser, WAIT_S).until(lambda d: table(d, "traffic-sessions") and table(d, "traffic-top-products"))
+    assert stat_value(browser, "Errors %") == site["errors"]
+    assert text_of(browser, "traffic-bots") == site["bots"]
+    assert plot_traces(browser, "traffic-status") == site["status"]
+    assert [(r["day"], int(r["sessions"]), int(r["human_sessions"]), float(r["median_duration_seconds"]))
+            for r in table(browser, "traffic-sessions")] == site["sessions"]
+    assert [(r["_id"], int(r["hits"]), int(r["unique_clients"])) for r in table(browser, "traffic-top-products")
+            ] == site["products"]
+    screenshot(browser, "traffic")

@@ -51,7 +51,7 @@ def run_job() -> None:
 
 
 def expected(files: list[Path]) -> dict:
-    """Distinct lines per site, their status classes, bots, malformed lines and sessions (plain Python)."""
+    """Distinct lines per site (request, status, bot flag, UTC time), malformed lines and sessions (plain Python)."""
     hits, malformed, duplicates = [], [], 0
     for file in files:
         site = file.name.split("_")[0]
@@ -65,9 +65,9 @@ def expected(files: list[Path]) -> dict:
                 duplicates += 1
                 continue
             seen.add(line)
-            ip, when, _request, status, _size, _referer, agent, xff = match.groups()
+            ip, when, request, status, _size, _referer, agent, xff = match.groups()
             client = xff.split(",")[0].strip() if xff and xff != "-" else ip
-            hits.append({"site": site, "client": client, "agent": agent, "status": status,
+            hits.append({"site": site, "client": client, "agent": agent, "status": status, "request": request,
                          "time": datetime.strptime(when, "%d/%b/%Y:%H:%M:%S %z").astimezone(UTC),
                          "bot": re.search(BOT_PATTERN, agent.replace("\\x", "%")) is not None})
     sessions = []
