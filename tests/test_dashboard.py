@@ -41,7 +41,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 from test_churn import land_and_train, replay, run_stream
 
-from cronlake.contracts import retail_social, velib
+from cronlake.contracts import retail, retail_logs, retail_social, velib
 from cronlake.core import mongo, sink
 from cronlake.core.mongo import data_db, ops_db
 from cronlake.core.opsdb import HEARTBEATS, JOB_RUNS, LAKE_CENSUS
@@ -168,6 +168,16 @@ def table(driver: webdriver.Chrome, table_id: str) -> list[dict[str, str]]:
 def screenshot(driver: webdriver.Chrome, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def downloaded_csv(driver: webdriver.Chrome, button_id: str, folder: Path) -> list[dict[str, str]]:
+    """Click a page's CSV download button and read back the one file the browser saves into `folder`."""
+    folder.mkdir()
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
+    driver.find_element(By.ID, button_id).click()
+    WebDriverWait(driver, WAIT_S).until(lambda _: list(folder.glob("*.csv")))
+    with open(next(folder.glob("*.csv")), newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 def as_number(cell: str) -> float:
@@ -471,13 +481,7 @@ def test_capacity_page_rankings_zones_heatmap_and_csv(seeded: dict[str, Any], br
     browser.execute_script("document.getElementById('capacity-heatmap').scrollIntoView()")
     screenshot(browser, "capacity-heatmap")
 
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    browser.find_element(By.ID, "capacity-download-button").click()
-    WebDriverWait(browser, WAIT_S).until(lambda _: [p for p in downloads.glob("*.csv")])
-    with open(next(downloads.glob("*.csv")), newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = downloaded_csv(browser, "capacity-download-button", tmp_path / "downloads")
     pct = expected["pct"]
     assert [r["station_code"] for r in rows] == sorted(pct, key=lambda c: (-pct[c]["full"], -pct[c]["empty"], c))
     for row in rows:
@@ -622,9 +626,11 @@ class Commands(monitoring.CommandListener):
 
 
 def test_every_declared_index_exists_once_the_writing_jobs_ran(seeded: dict[str, Any]) -> None:
-    """The seed ran velib_daily, velib_train, lake_census, retail_social and the stream's writer (no index was
-    created by hand)."""
-    written = (*velib.COLLECTIONS, retail_social.MENTIONS, retail_social.DAY_SUMMARY, JOB_RUNS, HEARTBEATS, LAKE_CENSUS)
+    """The seed ran velib_daily, velib_train, lake_census, retail_social, retail_daily, retail_olist, retail_logs
+    and the stream's writer (no index was created by hand)."""
+    written = (*velib.COLLECTIONS, retail_social.MENTIONS, retail_social.DAY_SUMMARY, retail.DAILY,
+               retail.SALES_DAILY, retail_logs.HOURLY, retail_logs.TOP_PAGES, retail_logs.SESSION_SUMMARY, JOB_RUNS,
+               HEARTBEATS, LAKE_CENSUS)
     for collection in written:
         db = sink.database(seeded["settings"], collection)
         assert declared_indexes(collection) <= server_indexes(db, collection), collection.name
@@ -637,10 +643,14 @@ def test_the_dashboard_issues_no_write_command(seeded: dict[str, Any], monkeypat
     zone = seeded["data"].velib_live_station.find_one()["zone"]
     social_day = seeded["data"].retail_social_daily.find_one()["day"]
     brand = seeded["data"].retail_social_mentions.find_one()["brand"]
+    sales_day = seeded["data"].retail_sales_daily.find_one({"source": "olist"})["day"]
+    site = seeded["data"].retail_traffic_hourly.find_one()["site"]
     values = {"live-zone": [None, zone], "live-metric": ["fill", "ebike"], "station-picker": [code],
               "zones-day": [day], "extremes-day": [day], "ads-campaign": ["all", "916"],
               "capacity-range": [day], "capacity-focus": [None, f"zone:{zone}"],
               "social-day": [social_day], "social-granularity": ["10min", "hour"], "social-brands": [[], [brand]],
+              "sales-source": ["", "uci", "olist"], "start_date": [None, sales_day], "end_date": [None, sales_day],
+              "traffic-site": [None, site],
               "search": ["", f"?station={code}", f"?day={day}", f"?zone={zone}", f"?brand={brand}"]}
     assert_no_write_command(seeded["env"], seeded["settings"], values, monkeypatch)
 
@@ -979,13 +989,7 @@ def test_sales_page_revenue_by_day_region_category_filters_and_csv(seeded: dict[
     assert all(chosen[key] == figures for key, figures in map(sales_row, rows))
     screenshot(browser, "sales-olist")
 
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    browser.find_element(By.ID, "sales-download-button").click()
-    WebDriverWait(browser, WAIT_S).until(lambda _: list(downloads.glob("*.csv")))
-    with open(downloads / "retail_sales_daily.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = downloaded_csv(browser, "sales-download-button", tmp_path / "downloads")
     assert {r["source"] for r in rows} == {"olist"} and all(r["lineage_run"] for r in rows)
     assert [r["day"] for r in rows] == sorted(r["day"] for r in rows)
     assert len(rows) == len(chosen) and dict(map(sales_row, rows)) == chosen

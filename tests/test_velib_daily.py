@@ -192,7 +192,8 @@ def test_malformed_rows_and_wrong_header_are_quarantined(spark, cronlake_env, tm
     quarantine = lake_root(cronlake_env) / "quarantine" / "velib"
     assert (quarantine / "velib-wrong-header.csv").exists()
     assert "unexpected header" in (quarantine / "velib-wrong-header.csv.reason.json").read_text()
-    rejects = [json.loads(line) for line in (quarantine / "velib-mixed.csv.velib_daily.rejects.jsonl").read_text().splitlines()]
+    rejects_file = quarantine / "velib-mixed.csv.velib_daily.rejects.jsonl"
+    rejects = [json.loads(line) for line in rejects_file.read_text().splitlines()]
     reasons = sorted(r["reason"].split(" (")[0] for r in rejects)
     assert reasons == ["negative count", "reported_at is not an ISO-8601 UTC time", "unparseable row",
                        "unparseable row"]
