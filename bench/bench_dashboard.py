@@ -4,7 +4,10 @@ Starts its own embedded MongoDB-wire server (nx-27017) on a free 127.0.0.1 port,
 daily station statistics (default 30 x 1,500: the real 1,471 stations of the v2.1 export, plus numbered copies)
 and every other collection the dashboard reads, creates the dashboard's indexes, then calls each page's layout
 and callback functions directly (as Dash does for `/_dash-update-component`), including the JSON encoding of
-their output, and prints p50 / p95 per callback.
+their output, and prints p50 / p95 per callback. Then the live map's minute refresh through Dash's own endpoint
+(Flask test client, the HTTP body the browser receives): bytes and server time of a page view's first answer (the
+whole figure: what every refresh sent before the refresh became a patch) against a refresh (a `dash.Patch` of what
+moved), with ratios, for every zone and for one zone.
 
 nx-27017 stores documents in SQLite: its query planner, index use and latencies are NOT those of mongod, so
 read these numbers as "the dashboard's own cost plus a slow-ish store", not as a MongoDB measurement.
@@ -144,6 +147,69 @@ def measure(function: Callable[[], Any], repeat: int) -> list[float]:
     return times
 
 
+def whole_page(zone: str | None) -> list[Any]:
+    """The live page's answer to every refresh before the refresh became a patch: the totals, the whole figure and
+    the station table (rows of every chosen station) in one `children`."""
+    from dash import dcc
+
+    from dashboard import ui
+    from dashboard.pages.velib import live
+
+    view = live.render(zone, "fill")
+    fields = [field for field, _ in live.TABLE_COLUMNS]
+    rows = [dict(zip(fields, values, strict=False)) for trace in view.figure["data"]
+            if trace["meta"][0] == "stations" for values in trace["customdata"]]
+    return [view.summary, dcc.Graph(id="live-map", figure=view.figure),
+            ui.section(view.title, ui.table("live-table", rows, live.TABLE_COLUMNS, page_size=15))]
+
+
+def live_refresh_table(zone: str, repeat: int) -> None:
+    """Bytes and server ms of the live map's answers: the whole page as every refresh sent it before, a page
+    view's first answer now, and a refresh now (the HTTP body of Dash's endpoint, through the Flask test client)."""
+    from dash._utils import to_json
+
+    from dashboard.app import app
+
+    client = app.server.test_client()
+    client.get("/")  # Dash registers the pages' callbacks on its first request
+    output = next(key for key in app.callback_map if "live-map.figure" in key)
+    spec = app.callback_map[output]
+
+    def answer(zone: str | None, drawn: str | None) -> tuple[dict[str, Any], int]:
+        values = {"live-zone": zone, "live-metric": "fill", "live-interval": 1}
+        payload = {"output": output,
+                   "outputs": [dict(zip(("id", "property"), o.split("."), strict=True))
+                               for o in output.strip(".").split("...")],
+                   "inputs": [{**i, "value": values[i["id"]]} for i in spec["inputs"]],
+                   "changedPropIds": ["live-interval.n_intervals"],
+                   "state": [{**s, "value": drawn} for s in spec["state"]]}
+        response = client.post("/_dash-update-component", json=payload)
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+        return response.get_json()["response"], len(response.get_data())
+
+    def before(zone: str | None) -> tuple[None, int]:
+        body = to_json({"multi": True, "response": {"live-content": {"children": whole_page(zone)}}})
+        return None, len(body.encode())
+
+    print(f"\n{'live map answer':<34} {'bytes':>9} {'p50 ms':>8} {'bytes ratio':>12} {'ms ratio':>9}"
+          "   (ratios against before)")
+    for label, chosen in (("every zone", None), (f"one zone ({zone})", zone)):
+        drawn = answer(chosen, None)[0]["live-drawn"]["data"]
+        rows = []
+        for kind, call, args in (("before: whole page every minute", before, (chosen,)),
+                                 ("now: first answer of a page view", answer, (chosen, None)),
+                                 ("now: refresh (patch)", answer, (chosen, drawn))):
+            sizes, times = [], []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                sizes.append(call(*args)[1])
+                times.append(1000 * (time.perf_counter() - started))
+            rows.append((kind, median(sizes), median(times)))
+        print(label)
+        for kind, size, ms in rows:
+            print(f"  {kind:<32} {size:>9,.0f} {ms:>8.1f} {size / rows[0][1]:>12.3f} {ms / rows[0][2]:>9.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_dashboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         codes = [s["station_code"] for s in sites]
         cases: list[tuple[str, Callable[[], Any]]] = [
             ("live.layout", live.layout),
-            ("live.render (all stations)", lambda: live.render(None, "fill")),
-            ("live.render (one zone)", lambda: live.render(rng.choice(zone_names), rng.choice(list(live.METRICS)))),
+            ("live.refresh (all stations)", lambda: live.refresh(None, "fill", None, None)),
+            ("live.refresh (one zone)", lambda: live.refresh(rng.choice(zone_names), rng.choice(list(live.METRICS)),
+                                                            None, None)),
             ("station.layout (cached)", station.layout),
             ("station.layout (uncached)", lambda: (forget_options(), station.layout())[1]),
             ("station.render", lambda: station.render(rng.choice(codes))),
@@ -226,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<28} {p50:>8.1f} {p95:>8.1f} {TARGET_MS:>7.0f}  {verdict}")
         print(f"\nworst p95 {worst:.1f} ms = {worst / TARGET_MS:.2f} x the {TARGET_MS:.0f} ms target; "
               f"load average during the run {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        live_refresh_table(max(zone_names, key=[s["zone"] for s in sites].count), args.repeat)
     finally:
         print(embedded.stop(mongo, settings))
     return 0

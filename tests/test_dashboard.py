@@ -32,7 +32,7 @@ from contracts_check import declared_indexes, server_indexes
 from dashboard_seed import seed
 from pymongo import MongoClient, monitoring
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -232,7 +232,8 @@ def click_zone(driver: webdriver.Chrome, zone: str) -> None:
 def test_live_map_draws_zones_stations_and_selects_a_zone(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
     stations = list(seeded["data"].velib_live_station.find())
     placed = [d for d in stations if d.get("lat") is not None]
-    open_page(browser, seeded["url"] + "/", "#live-map .js-plotly-plot")
+    browser.get_log("performance")  # drop what earlier pages logged: the answers below are this page's
+    open_page(browser, seeded["url"] + "/", "#live-stations")
 
     def totals(docs: list[dict[str, Any]]) -> dict[str, str]:
         latest = [d["latest"] for d in docs]
@@ -276,6 +277,7 @@ def test_live_map_draws_zones_stations_and_selects_a_zone(seeded: dict[str, Any]
                      and d["latest"]["is_renting"]}
     assert len(table(browser, "live-table")) == min(15, len(stations))
     screenshot(browser, "live-map")
+    assert_refresh_sends_what_changed(seeded, browser, placed, totals, markers)
 
     # another metric recolours the zones
     before = {t["name"]: t["fillcolor"] for t in traces if t["kind"] == "zone"}
@@ -304,10 +306,64 @@ def test_live_map_draws_zones_stations_and_selects_a_zone(seeded: dict[str, Any]
     wait_text(browser, "live-stations", str(len(in_other)))
     assert sorted(markers()) == sorted(d["_id"] for d in in_other)
 
-    open_page(browser, seeded["url"] + "/?zone=%24where&metric=x", "#live-map .js-plotly-plot")
+    open_page(browser, seeded["url"] + "/?zone=%24where&metric=x", "#live-stations")
     warnings = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".notice.invalid")]
     assert any("unknown zone" in w for w in warnings) and any("unknown metric" in w for w in warnings)
     assert text_of(browser, "live-stations") == str(len(stations))
+
+
+def live_answers(driver: webdriver.Chrome) -> list[dict[str, Any]]:
+    """The live map callback's answers logged since the last call (Chrome's performance log), oldest first: the
+    bytes received and the parsed body."""
+    messages = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
+    asked = [m["params"]["requestId"] for m in messages if m["method"] == "Network.requestWillBeSent"
+             and "live-drawn" in m["params"]["request"].get("postData", "")]
+    received = {m["params"]["requestId"]: m["params"]["encodedDataLength"] for m in messages
+                if m["method"] == "Network.loadingFinished"}
+    return [{"bytes": received[request], "body": json.loads(driver.execute_cdp_cmd(
+        "Network.getResponseBody", {"requestId": request})["body"])["response"]} for request in asked]
+
+
+def assert_refresh_sends_what_changed(seeded: dict[str, Any], browser: webdriver.Chrome,
+                                      placed: list[dict[str, Any]], totals: Any, markers: Any) -> None:
+    """The minute's refresh (the interval's tick, fired now) draws a station's new snapshot, and its answer carries
+    the zones' values and the markers but not one outline point: a fraction of the page view's first answer."""
+    first = live_answers(browser)[-1]
+    outline_points = sum(len(t["x"]) for t in first["body"]["live-map"]["figure"]["data"]
+                         if t["meta"][0] in ("zone", "outline"))
+    assert outline_points > 0
+    collection = seeded["data"].velib_live_station
+    station = max((d for d in placed if d["latest"]["is_installed"] and d["latest"]["is_renting"]),
+                  key=lambda d: d["latest"]["bikes"])
+    try:
+        collection.update_one({"_id": station["_id"]}, {"$set": {
+            "latest.bikes": 0, "latest.mechanical": 0, "latest.ebike": 0}})
+        now = [collection.find_one({"_id": d["_id"]}) for d in placed]
+        browser.execute_script("window.dash_clientside.set_props('live-interval', {n_intervals: 1});")
+        WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException]).until(
+            lambda d: text_of(d, "live-bikes") == totals(now)["live-bikes"])
+        assert {key: text_of(browser, key) for key in totals(now)} == totals(now)
+        drawn = markers()
+        assert drawn[station["_id"]][3:8] == ["No bike", 0, 0, 0, station["latest"]["docks_free"]]
+        assert {code: point[4] for code, point in drawn.items()} == {d["_id"]: d["latest"]["bikes"] for d in now}
+        zone_text = next(t["text"] for t in map_traces(browser) if t["kind"] == "zone" and t["name"] == station["zone"])
+        in_zone = [d for d in now if d["zone"] == station["zone"]]
+        ratio = min(1.0, sum(d["latest"]["bikes"] for d in in_zone) / sum(d["capacity"] for d in in_zone))
+        assert f"Fill ratio (bikes / capacity): {100 * ratio:.0f}%" in zone_text
+        assert browser.execute_script(  # every zone still drawn filled, from the outlines of the first answer
+            "return Array.from(document.querySelectorAll('#live-map path.js-fill')).filter(p => p.getAttribute('d')"
+            ".length > 10).length") == len({d["zone"] for d in placed})
+        refresh = live_answers(browser)[-1]
+        changes = refresh["body"]["live-map"]["figure"]["operations"]  # a dash.Patch, not a figure
+        zones = {i for i, t in enumerate(first["body"]["live-map"]["figure"]["data"])
+                 if t["meta"][0] in ("zone", "outline")}
+        assert {op["location"][2] for op in changes if op["location"][1] in zones} <= {"fillcolor", "text"}
+        assert {op["params"]["value"]["meta"][0] for op in changes if len(op["location"]) == 2} == {
+            "stations", "scale"}
+        print(f"live map answers: first {first['bytes']:,} bytes, refresh {refresh['bytes']:,} bytes")
+        assert refresh["bytes"] < first["bytes"] / 2
+    finally:
+        collection.update_one({"_id": station["_id"]}, {"$set": {"latest": station["latest"]}})
 
 
 def test_station_page_history_live_and_prediction(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:

@@ -5,10 +5,17 @@ The map is drawn offline: plain Plotly scatter traces on (lon, lat) with the lat
 outlines as filled polygons (`outlines.py`). No tile server, no topojson, no font is fetched: the dashboard must
 work with no internet access. A zone is drawn filled when stations stand in it (their `zone`, assigned by the
 pipeline from the same boundaries), as an outline when it only lies in the view.
+
+The minute refresh sends only what moves: the browser keeps the figure it drew, and when the map's frame (its
+layout and the zones it outlines) is the one already drawn, the callback answers with a `dash.Patch` of the zones'
+colours and hover texts, the colour bar and the station markers; the outline points go once per page view (and again
+only when the frame changes: another zone chosen, stations that widen the view or fill another zone).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
+from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, dcc, html
 
 from dashboard import store, ui
 from dashboard.pages.velib import outlines
@@ -88,6 +95,14 @@ def state(station: dict[str, Any]) -> str:
     return "few" if now["bikes"] <= 2 else "ok"
 
 
+# The station table's columns, filled in the browser from the markers' customdata (`details`, assets/map.js): a
+# refresh sends each station once.
+TABLE_COLUMNS = [("name", "Station"), ("station_code", "Code"), ("zone", "Zone"), ("state", "State"),
+                 ("bikes", "Bikes"), ("mechanical", "Mechanical"), ("ebike", "E-bikes"), ("docks_free", "Free docks"),
+                 ("capacity", "Capacity"), ("updated", "Updated")]
+COUNTED = ("bikes", "mechanical", "ebike", "docks_free")
+
+
 STATION_HOVER = ("<b>%{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]} · %{customdata[3]}<br>"
                  "Bikes: %{customdata[4]} (%{customdata[5]} mechanical / %{customdata[6]} e-bike)<br>"
                  "Free docks: %{customdata[7]} · capacity %{customdata[8]}<br>"
@@ -117,7 +132,16 @@ def layout(zone: str | None = None, metric: str | None = None, **_query: str) ->
                          value=metric or DEFAULT_METRIC, clearable=False),
         ], className="controls wide"),
         dcc.Interval(id="live-interval", interval=REFRESH_MS),
-        dcc.Loading(html.Div(id="live-content")),
+        dcc.Store(id="live-drawn"),  # the frame of the figure the browser holds (see `frame`)
+        dcc.Loading(html.Div([
+            html.Div(id="live-summary"),  # the totals, or the notice that replaces the page
+            html.Div([  # hidden until the first answer, and while the answer is a notice
+                dcc.Graph(id="live-map", config={"displaylogo": False, "scrollZoom": True}),
+                html.Section([html.H3(id="live-list-title"),
+                              ui.table("live-table", [], TABLE_COLUMNS, page_size=15, numeric=(*COUNTED, "capacity"))],
+                             className="section"),
+            ], id="live-shown", hidden=True),
+        ])),
     ])
 
 
@@ -182,6 +206,14 @@ def zone_traces(placed: Stations, metric: Metric, chosen: str | None, view: Box)
     return traces
 
 
+def details(station: dict[str, Any], label: str, now: datetime, tz: Any) -> list[Any]:
+    """A station as its table row shows it (`TABLE_COLUMNS`, in order), then its age: a marker's customdata."""
+    snapshot = latest(station)
+    return [station.get("name"), station.get("station_code"), station.get("zone"), label,
+            *(snapshot.get(k) for k in COUNTED), station.get("capacity"), ui.fmt_time(snapshot.get("reported_at"), tz),
+            ui.fmt_age(snapshot.get("reported_at"), now)]
+
+
 def station_traces(stations: Stations, now: datetime, tz: Any, size: int) -> list[dict[str, Any]]:
     """One marker trace per station state (the legend toggles them)."""
     by_state: dict[str, Stations] = defaultdict(list)
@@ -190,14 +222,10 @@ def station_traces(stations: Stations, now: datetime, tz: Any, size: int) -> lis
     traces = []
     for key, (label, colour) in STATES.items():
         members = by_state.get(key, [])
-        customdata = [[s.get("name"), s.get("station_code"), s.get("zone"), label, latest(s).get("bikes"),
-                       latest(s).get("mechanical"), latest(s).get("ebike"), latest(s).get("docks_free"),
-                       s.get("capacity"), ui.fmt_time(latest(s).get("reported_at"), tz),
-                       ui.fmt_age(latest(s).get("reported_at"), now)] for s in members]
         traces.append({"type": "scatter", "mode": "markers", "name": f"{label} ({len(members)})",
                        "meta": ["stations", key], "x": [s["lon"] for s in members], "y": [s["lat"] for s in members],
                        "marker": {"size": size, "color": colour, "line": {"width": 0.7, "color": "#333"}},
-                       "customdata": customdata, "hovertemplate": STATION_HOVER})
+                       "customdata": [details(s, label, now, tz) for s in members], "hovertemplate": STATION_HOVER})
     return traces
 
 
@@ -222,23 +250,18 @@ def figure(stations: Stations, zone: str | None, metric: Metric, now: datetime, 
     }
 
 
-TABLE_COLUMNS = [("name", "Station"), ("station_code", "Code"), ("zone", "Zone"), ("state", "State"),
-                 ("bikes", "Bikes"), ("mechanical", "Mechanical"), ("ebike", "E-bikes"), ("docks_free", "Free docks"),
-                 ("capacity", "Capacity"), ("updated", "Updated")]
+@dataclass(frozen=True)
+class View:
+    """What the page shows of the live stations: the totals, the map's figure, the title of the station table (the
+    browser fills the table from the figure's markers)."""
 
-
-COUNTED = ("bikes", "mechanical", "ebike", "docks_free")
-
-
-def table_rows(stations: Stations, tz: Any) -> list[dict[str, Any]]:
-    return [{"name": s.get("name"), "station_code": s.get("station_code"), "zone": s.get("zone"),
-             "state": STATES[state(s)][0], **{k: latest(s).get(k) for k in COUNTED},
-             "capacity": s.get("capacity"), "updated": ui.fmt_time(latest(s).get("reported_at"), tz)}
-            for s in sorted(stations, key=lambda s: (str(s.get("name") or ""), s.get("station_code") or ""))]
+    summary: html.Div
+    figure: dict[str, Any]
+    title: str
 
 
 @ui.guarded
-def render(zone: str | None, metric: str | None, _tick: int | None = None) -> list[Any]:
+def render(zone: str | None, metric: str | None) -> View:
     s = store.current()
     if metric not in METRICS:
         raise InvalidInput(f"unknown metric {str(metric)[:40]!r}")
@@ -261,15 +284,47 @@ def render(zone: str | None, metric: str | None, _tick: int | None = None) -> li
         ui.stat("Full", sum(1 for x in map(latest, chosen) if x.get("docks_free") == 0), "live-full"),
         ui.stat("Newest snapshot", f"{ui.fmt_age(newest, now)} ago", "live-age"),
     ], className="stats")
-    return [summary,
-            dcc.Graph(id="live-map", figure=figure(stations, zone, METRICS[metric], now, tz),
-                      config={"displaylogo": False, "scrollZoom": True}),
-            ui.section(f"Stations of {zone}" if zone else "All stations",
-                       ui.table("live-table", table_rows(chosen, tz), TABLE_COLUMNS, page_size=15))]
+    return View(summary, figure(stations, zone, METRICS[metric], now, tz),
+                f"Stations of {zone}" if zone else "All stations")
 
 
-callback(Output("live-content", "children"), Input("live-zone", "value"), Input("live-metric", "value"),
-         Input("live-interval", "n_intervals"))(render)
+def frame(fig: dict[str, Any]) -> str:
+    """A digest of what a refresh does not change: the layout (view, chosen zone) and the kind and name of every
+    zone trace, in order. Two figures of the same frame differ only in what `changes` sends."""
+    zones = [(t["meta"][0], t.get("name")) for t in fig["data"] if t["meta"][0] != "stations"]
+    return hashlib.sha1(json.dumps([fig["layout"], zones]).encode()).hexdigest()[:16]
+
+
+def changes(fig: dict[str, Any]) -> Patch:
+    """`fig` as a partial update of a figure of the same frame: the zones' colours and hover texts, the colour bar
+    and the station traces; the outlines' points stay in the browser."""
+    patch = Patch()
+    for index, trace in enumerate(fig["data"]):
+        kind = trace["meta"][0]
+        if kind == "zone":
+            patch["data"][index]["fillcolor"] = trace["fillcolor"]
+            patch["data"][index]["text"] = trace["text"]
+        elif kind in ("scale", "stations"):
+            patch["data"][index] = trace
+    return patch
+
+
+@callback(Output("live-summary", "children"), Output("live-map", "figure"), Output("live-drawn", "data"),
+          Output("live-list-title", "children"), Output("live-shown", "hidden"),
+          Input("live-zone", "value"), Input("live-metric", "value"), Input("live-interval", "n_intervals"),
+          State("live-drawn", "data"))
+def refresh(zone: str | None, metric: str | None, _tick: int | None, drawn: str | None) -> tuple[Any, ...]:
+    """The page's answer to a zone or metric choice and to every minute: the whole figure when the browser holds
+    none of this frame, else only its changes."""
+    view = render(zone, metric)
+    if not isinstance(view, View):  # a notice (no data, invalid input, MongoDB down) in place of the whole page
+        return view, {}, None, "", True
+    now_drawn = frame(view.figure)
+    return view.summary, changes(view.figure) if drawn == now_drawn else view.figure, now_drawn, view.title, False
+
+
+clientside_callback(ClientsideFunction("cronlake", "stationRows"), Output("live-table", "data"),
+                    Input("live-map", "figure"), State("live-table", "columns"))
 
 # A click on a zone (or on a station, for its zone) selects it in the dropdown, in the browser (assets/map.js).
 clientside_callback(ClientsideFunction("cronlake", "zoneOfClick"), Output("live-zone", "value"),
