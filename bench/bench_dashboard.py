@@ -4,10 +4,10 @@ Starts its own embedded MongoDB-wire server (nx-27017) on a free 127.0.0.1 port,
 daily station statistics (default 30 x 1,500: the real 1,471 stations of the v2.1 export, plus numbered copies)
 and every other collection the dashboard reads, creates the dashboard's indexes, then calls each page's layout
 and callback functions directly (as Dash does for `/_dash-update-component`), including the JSON encoding of
-their output, and prints p50 / p95 per callback. Then the live map's minute refresh through Dash's own endpoint
-(Flask test client, the HTTP body the browser receives): bytes and server time of a page view's first answer (the
-whole figure: what every refresh sent before the refresh became a patch) against a refresh (a `dash.Patch` of what
-moved), with ratios, for every zone and for one zone.
+their output, and prints p50 / p95 per callback. Then the live map's answers, for every zone and for one zone:
+bytes and server ms of the whole page as every minute sent it before (totals, whole figure, station table; encoded
+in-process as Dash does), against a page view's first answer and a minute's refresh now (only the changes; both
+through Dash's endpoint with the Flask test client, the HTTP body the browser receives), with ratios.
 
 nx-27017 stores documents in SQLite: its query planner, index use and latencies are NOT those of mongod, so
 read these numbers as "the dashboard's own cost plus a slow-ish store", not as a MongoDB measurement.
@@ -148,8 +148,8 @@ def measure(function: Callable[[], Any], repeat: int) -> list[float]:
 
 
 def whole_page(zone: str | None) -> list[Any]:
-    """The live page's answer to every refresh before the refresh became a patch: the totals, the whole figure and
-    the station table (rows of every chosen station) in one `children`."""
+    """The live page's answer to every refresh before a refresh sent only the changes: the totals, the whole figure
+    and the station table (rows of every chosen station) in one `children`."""
     from dash import dcc
 
     from dashboard import ui
@@ -191,23 +191,26 @@ def live_refresh_table(zone: str, repeat: int) -> None:
         body = to_json({"multi": True, "response": {"live-content": {"children": whole_page(zone)}}})
         return None, len(body.encode())
 
-    print(f"\n{'live map answer':<34} {'bytes':>9} {'p50 ms':>8} {'bytes ratio':>12} {'ms ratio':>9}"
-          "   (ratios against before)")
+    print(f"\n{'live map answer':<34} {'bytes':>9} {'ratio':>6} {'p50 ms':>8} {'ratio':>6} {'cpu ms':>7} {'ratio':>6}"
+          "   (ratios against before; cpu = this process: the dashboard's side, not nx-27017's)")
     for label, chosen in (("every zone", None), (f"one zone ({zone})", zone)):
         drawn = answer(chosen, None)[0]["live-drawn"]["data"]
         rows = []
         for kind, call, args in (("before: whole page every minute", before, (chosen,)),
                                  ("now: first answer of a page view", answer, (chosen, None)),
-                                 ("now: refresh (patch)", answer, (chosen, drawn))):
-            sizes, times = [], []
+                                 ("now: refresh (changes only)", answer, (chosen, drawn))):
+            sizes, times, cpu = [], [], []
             for _ in range(repeat):
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.process_time()
                 sizes.append(call(*args)[1])
                 times.append(1000 * (time.perf_counter() - started))
-            rows.append((kind, median(sizes), median(times)))
+                cpu.append(1000 * (time.process_time() - started_cpu))
+            rows.append((kind, median(sizes), median(times), median(cpu)))
         print(label)
-        for kind, size, ms in rows:
-            print(f"  {kind:<32} {size:>9,.0f} {ms:>8.1f} {size / rows[0][1]:>12.3f} {ms / rows[0][2]:>9.3f}")
+        base = rows[0]
+        for kind, size, ms, cpu_ms in rows:
+            print(f"  {kind:<32} {size:>9,.0f} {size / base[1]:>6.3f} {ms:>8.1f} {ms / base[2]:>6.3f} {cpu_ms:>7.1f} "
+                  f"{cpu_ms / base[3]:>6.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,10 @@ work with no internet access. A zone is drawn filled when stations stand in it (
 pipeline from the same boundaries), as an outline when it only lies in the view.
 
 The minute refresh sends only what moves: the browser keeps the figure it drew, and when the map's frame (its
-layout and the zones it outlines) is the one already drawn, the callback answers with a `dash.Patch` of the zones'
-colours and hover texts, the colour bar and the station markers; the outline points go once per page view (and again
-only when the frame changes: another zone chosen, stations that widen the view or fill another zone).
+layout, the zones it outlines, the stations with their name, zone, capacity and position) is the one already drawn,
+the callback answers with the zones' colours and hover texts, the colour bar, and per station its code, state, counts
+and update time, which assets/map.js merges into the figure. The outline points and the stations' fixed details go
+once per page view, and again only when the frame changes (another zone chosen, a station added, moved or renamed).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, dcc, html
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from dashboard import store, ui
 from dashboard.pages.velib import outlines
@@ -107,6 +108,9 @@ STATION_HOVER = ("<b>%{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]}
                  "Bikes: %{customdata[4]} (%{customdata[5]} mechanical / %{customdata[6]} e-bike)<br>"
                  "Free docks: %{customdata[7]} · capacity %{customdata[8]}<br>"
                  "Updated %{customdata[9]} (%{customdata[10]} ago)<extra></extra>")
+# A marker's customdata: where its state's label is (also its trace's meta[2]), and what else a refresh sends of it
+# (counts, update time and age); the rest does not move.
+STATE_AT, MOVING = 3, (4, 5, 6, 7, 9, 10)
 
 
 @ui.guarded
@@ -133,6 +137,7 @@ def layout(zone: str | None = None, metric: str | None = None, **_query: str) ->
         ], className="controls wide"),
         dcc.Interval(id="live-interval", interval=REFRESH_MS),
         dcc.Store(id="live-drawn"),  # the frame of the figure the browser holds (see `frame`)
+        dcc.Store(id="live-moved"),  # a refresh's changes to it (see `changes`)
         dcc.Loading(html.Div([
             html.Div(id="live-summary"),  # the totals, or the notice that replaces the page
             html.Div([  # hidden until the first answer, and while the answer is a notice
@@ -223,7 +228,8 @@ def station_traces(stations: Stations, now: datetime, tz: Any, size: int) -> lis
     for key, (label, colour) in STATES.items():
         members = by_state.get(key, [])
         traces.append({"type": "scatter", "mode": "markers", "name": f"{label} ({len(members)})",
-                       "meta": ["stations", key], "x": [s["lon"] for s in members], "y": [s["lat"] for s in members],
+                       "meta": ["stations", key, label],
+                       "x": [s["lon"] for s in members], "y": [s["lat"] for s in members],
                        "marker": {"size": size, "color": colour, "line": {"width": 0.7, "color": "#333"}},
                        "customdata": [details(s, label, now, tz) for s in members], "hovertemplate": STATION_HOVER})
     return traces
@@ -289,28 +295,36 @@ def render(zone: str | None, metric: str | None) -> View:
 
 
 def frame(fig: dict[str, Any]) -> str:
-    """A digest of what a refresh does not change: the layout (view, chosen zone) and the kind and name of every
-    zone trace, in order. Two figures of the same frame differ only in what `changes` sends."""
+    """A digest of what a refresh does not send: the layout (view, chosen zone), the kind and name of every zone
+    trace in order, and each station's position and fixed details (name, code, zone, capacity)."""
     zones = [(t["meta"][0], t.get("name")) for t in fig["data"] if t["meta"][0] != "stations"]
-    return hashlib.sha1(json.dumps([fig["layout"], zones]).encode()).hexdigest()[:16]
+    fixed = sorted(([x, y, *(d for i, d in enumerate(details) if i != STATE_AT and i not in MOVING)]
+                    for t in fig["data"] if t["meta"][0] == "stations"
+                    for details, x, y in zip(t["customdata"], t["x"], t["y"], strict=True)), key=str)
+    return hashlib.sha1(json.dumps([fig["layout"], zones, fixed], default=str).encode()).hexdigest()[:16]
 
 
-def changes(fig: dict[str, Any]) -> Patch:
-    """`fig` as a partial update of a figure of the same frame: the zones' colours and hover texts, the colour bar
-    and the station traces; the outlines' points stay in the browser."""
-    patch = Patch()
+def changes(fig: dict[str, Any]) -> dict[str, Any]:
+    """What a refresh sends of `fig` to a browser holding a figure of the same frame: per filled zone its trace
+    index, colour and hover text; the colour bar (the scale trace's marker); each station trace without its points,
+    and per station its code then its `MOVING` details. assets/map.js (`refreshMap`) takes the rest from the figure
+    it holds."""
+    zones, traces = [], []
     for index, trace in enumerate(fig["data"]):
         kind = trace["meta"][0]
         if kind == "zone":
-            patch["data"][index]["fillcolor"] = trace["fillcolor"]
-            patch["data"][index]["text"] = trace["text"]
-        elif kind in ("scale", "stations"):
-            patch["data"][index] = trace
-    return patch
+            zones.append([index, trace["fillcolor"], trace["text"]])
+        elif kind == "scale":
+            traces.append([index, {"marker": trace["marker"]}])
+        elif kind == "stations":
+            rows = [[d[1], *(d[i] for i in MOVING)] for d in trace["customdata"]]
+            traces.append([index, {**{k: v for k, v in trace.items() if k not in ("x", "y", "customdata")},
+                                   "rows": rows}])
+    return {"state_at": STATE_AT, "moving": MOVING, "zones": zones, "traces": traces}
 
 
 @callback(Output("live-summary", "children"), Output("live-map", "figure"), Output("live-drawn", "data"),
-          Output("live-list-title", "children"), Output("live-shown", "hidden"),
+          Output("live-moved", "data"), Output("live-list-title", "children"), Output("live-shown", "hidden"),
           Input("live-zone", "value"), Input("live-metric", "value"), Input("live-interval", "n_intervals"),
           State("live-drawn", "data"))
 def refresh(zone: str | None, metric: str | None, _tick: int | None, drawn: str | None) -> tuple[Any, ...]:
@@ -318,11 +332,16 @@ def refresh(zone: str | None, metric: str | None, _tick: int | None, drawn: str 
     none of this frame, else only its changes."""
     view = render(zone, metric)
     if not isinstance(view, View):  # a notice (no data, invalid input, MongoDB down) in place of the whole page
-        return view, {}, None, "", True
+        return view, {}, None, no_update, "", True
     now_drawn = frame(view.figure)
-    return view.summary, changes(view.figure) if drawn == now_drawn else view.figure, now_drawn, view.title, False
+    if drawn == now_drawn:
+        return view.summary, no_update, no_update, {**changes(view.figure), "frame": drawn}, view.title, False
+    return view.summary, view.figure, now_drawn, no_update, view.title, False
 
 
+clientside_callback(ClientsideFunction("cronlake", "refreshMap"), Output("live-map", "figure", allow_duplicate=True),
+                    Input("live-moved", "data"), State("live-map", "figure"), State("live-drawn", "data"),
+                    prevent_initial_call=True)
 clientside_callback(ClientsideFunction("cronlake", "stationRows"), Output("live-table", "data"),
                     Input("live-map", "figure"), State("live-table", "columns"))
 
