@@ -5,9 +5,9 @@ daily station statistics (default 30 x 1,500: the real 1,471 stations of the v2.
 and every other collection the dashboard reads, creates the dashboard's indexes, then calls each page's layout
 and callback functions directly (as Dash does for `/_dash-update-component`), including the JSON encoding of
 their output, and prints p50 / p95 per callback. Then the live map's answers, for every zone and for one zone:
-bytes and server ms of the whole page as every minute sent it before (totals, whole figure, station table; encoded
-in-process as Dash does), against a page view's first answer and a minute's refresh now (only the changes; both
-through Dash's endpoint with the Flask test client, the HTTP body the browser receives), with ratios.
+bytes and server ms of the whole page as every minute sent it before (totals, whole figure, station table) against
+a page view's first answer and a minute's refresh now (only the changes), each encoded as Dash encodes its answer's
+body, with ratios.
 
 nx-27017 stores documents in SQLite: its query planner, index use and latencies are NOT those of mongod, so
 read these numbers as "the dashboard's own cost plus a slow-ish store", not as a MongoDB measurement.
@@ -165,31 +165,28 @@ def whole_page(zone: str | None) -> list[Any]:
 
 def live_refresh_table(zone: str, repeat: int) -> None:
     """Bytes and server ms of the live map's answers: the whole page as every refresh sent it before, a page
-    view's first answer now, and a refresh now (the HTTP body of Dash's endpoint, through the Flask test client)."""
+    view's first answer now, and a refresh now; each encoded as Dash encodes the body of its answer."""
+    from dash import no_update
+    from dash._callback import GLOBAL_CALLBACK_MAP
     from dash._utils import to_json
 
-    from dashboard.app import app
+    from dashboard.pages.velib import live
 
-    client = app.server.test_client()
-    client.get("/")  # Dash registers the pages' callbacks on its first request
-    output = next(key for key in app.callback_map if "live-map.figure" in key)
-    spec = app.callback_map[output]
+    outputs = next(key for key in GLOBAL_CALLBACK_MAP if "live-map.figure" in key).strip(".").split("...")
+
+    def body(response: dict[str, Any]) -> dict[str, Any]:
+        return {"multi": True, "response": response}
 
     def answer(zone: str | None, drawn: str | None) -> tuple[dict[str, Any], int]:
-        values = {"live-zone": zone, "live-metric": "fill", "live-interval": 1}
-        payload = {"output": output,
-                   "outputs": [dict(zip(("id", "property"), o.split("."), strict=True))
-                               for o in output.strip(".").split("...")],
-                   "inputs": [{**i, "value": values[i["id"]]} for i in spec["inputs"]],
-                   "changedPropIds": ["live-interval.n_intervals"],
-                   "state": [{**s, "value": drawn} for s in spec["state"]]}
-        response = client.post("/_dash-update-component", json=payload)
-        assert response.status_code == 200, response.get_data(as_text=True)[:300]
-        return response.get_json()["response"], len(response.get_data())
+        response: dict[str, Any] = {}
+        for target, value in zip(outputs, live.refresh(zone, "fill", 1, drawn), strict=True):
+            if value is not no_update:  # Dash leaves those out of its answer
+                component, prop = target.split(".")
+                response.setdefault(component, {})[prop] = value
+        return response, len(to_json(body(response)).encode())
 
     def before(zone: str | None) -> tuple[None, int]:
-        body = to_json({"multi": True, "response": {"live-content": {"children": whole_page(zone)}}})
-        return None, len(body.encode())
+        return None, len(to_json(body({"live-content": {"children": whole_page(zone)}})).encode())
 
     print(f"\n{'live map answer':<34} {'bytes':>9} {'ratio':>6} {'p50 ms':>8} {'ratio':>6} {'cpu ms':>7} {'ratio':>6}"
           "   (ratios against before; cpu = this process: the dashboard's side, not nx-27017's)")

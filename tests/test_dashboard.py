@@ -370,6 +370,55 @@ def assert_refresh_sends_what_changed(seeded: dict[str, Any], browser: webdriver
         collection.update_one({"_id": station["_id"]}, {"$set": {"latest": station["latest"]}})
 
 
+def test_live_refresh_sends_the_whole_figure_again_once_a_station_moved(seeded: dict[str, Any],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through Dash's endpoint (Flask test client): a refresh of the frame drawn answers with each station's counts,
+    as in the database, and no figure; once a station moved, the browser's markers would be at the wrong place, so
+    the refresh answers with the whole figure, the station at its new position."""
+    from dashboard import store
+    from dashboard.app import app
+
+    for key, value in seeded["env"].items():
+        monkeypatch.setenv(key, value)
+    store.current.cache_clear()
+    client = app.server.test_client()
+    assert client.get("/").status_code == 200
+    output = next(key for key in app.callback_map if "live-map.figure" in key)
+
+    def answer(drawn: str | None) -> dict[str, Any]:
+        values = {"live-zone": None, "live-metric": "fill", "live-interval": 1}
+        spec = app.callback_map[output]
+        payload = {"output": output, "outputs": [dict(zip(("id", "property"), o.split("."), strict=True))
+                                                 for o in output.strip(".").split("...")],
+                   "inputs": [{**i, "value": values[i["id"]]} for i in spec["inputs"]],
+                   "changedPropIds": ["live-interval.n_intervals"],
+                   "state": [{**s, "value": drawn} for s in spec["state"]]}
+        response = client.post("/_dash-update-component", json=payload)
+        assert response.status_code == 200, response.get_data(as_text=True)[:500]
+        return response.get_json()["response"]
+
+    collection = seeded["data"].velib_live_station
+    station = collection.find_one({"lat": {"$ne": None}})
+    try:
+        first = answer(None)
+        drawn = first["live-drawn"]["data"]
+        refresh = answer(drawn)
+        assert "live-map" not in refresh and "live-drawn" not in refresh
+        counts = {row[0]: row[1:5] for _, trace in refresh["live-moved"]["data"]["traces"]
+                  for row in trace.get("rows", [])}
+        assert counts == {d["_id"]: [d["latest"][k] for k in ("bikes", "mechanical", "ebike", "docks_free")]
+                          for d in collection.find({"lat": {"$ne": None}})}
+        collection.update_one({"_id": station["_id"]}, {"$set": {"lat": station["lat"] + 0.001}})
+        again = answer(drawn)
+        assert again["live-drawn"]["data"] != drawn and "live-moved" not in again
+        placed = {c[1]: y for t in again["live-map"]["figure"]["data"] if t["meta"][0] == "stations"
+                  for c, y in zip(t["customdata"], t["y"], strict=True)}
+        assert placed[station["_id"]] == station["lat"] + 0.001
+    finally:
+        collection.update_one({"_id": station["_id"]}, {"$set": {"lat": station["lat"]}})
+        store.current.cache_clear()
+
+
 def test_station_page_history_live_and_prediction(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
     data = seeded["data"]
     # a station that ran empty at least once, and is not the page's default (first by name)
