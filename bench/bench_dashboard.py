@@ -4,7 +4,10 @@ Starts its own embedded MongoDB-wire server (nx-27017) on a free 127.0.0.1 port,
 daily station statistics (default 30 x 1,500: the real 1,471 stations of the v2.1 export, plus numbered copies)
 and every other collection the dashboard reads, creates the dashboard's indexes, then calls each page's layout
 and callback functions directly (as Dash does for `/_dash-update-component`), including the JSON encoding of
-their output, and prints p50 / p95 per callback.
+their output, and prints p50 / p95 per callback. Then the live map's answers, for every zone and for one zone:
+bytes and server ms of the whole page as every minute sent it before (totals, whole figure, station table) against
+a page view's first answer and a minute's refresh now (only the changes), each encoded as Dash encodes its answer's
+body, with ratios.
 
 nx-27017 stores documents in SQLite: its query planner, index use and latencies are NOT those of mongod, so
 read these numbers as "the dashboard's own cost plus a slow-ish store", not as a MongoDB measurement.
@@ -246,6 +249,69 @@ def measure(function: Callable[[], Any], repeat: int) -> list[float]:
     return times
 
 
+def whole_page(zone: str | None) -> list[Any]:
+    """The live page's answer to every refresh before a refresh sent only the changes: the totals, the whole figure
+    and the station table (rows of every chosen station) in one `children`."""
+    from dash import dcc
+
+    from dashboard import ui
+    from dashboard.pages.velib import live
+
+    view = live.render(zone, "fill")
+    fields = [field for field, _ in live.TABLE_COLUMNS]
+    rows = [dict(zip(fields, values, strict=False)) for trace in view.figure["data"]
+            if trace["meta"][0] == "stations" for values in trace["customdata"]]
+    return [view.summary, dcc.Graph(id="live-map", figure=view.figure),
+            ui.section(view.title, ui.table("live-table", rows, live.TABLE_COLUMNS, page_size=15))]
+
+
+def live_refresh_table(zone: str, repeat: int) -> None:
+    """Bytes and server ms of the live map's answers: the whole page as every refresh sent it before, a page
+    view's first answer now, and a refresh now; each encoded as Dash encodes the body of its answer."""
+    from dash import no_update
+    from dash._callback import GLOBAL_CALLBACK_MAP
+    from dash._utils import to_json
+
+    from dashboard.pages.velib import live
+
+    outputs = next(key for key in GLOBAL_CALLBACK_MAP if "live-map.figure" in key).strip(".").split("...")
+
+    def body(response: dict[str, Any]) -> dict[str, Any]:
+        return {"multi": True, "response": response}
+
+    def answer(zone: str | None, drawn: str | None) -> tuple[dict[str, Any], int]:
+        response: dict[str, Any] = {}
+        for target, value in zip(outputs, live.refresh(zone, "fill", 1, drawn), strict=True):
+            if value is not no_update:  # Dash leaves those out of its answer
+                component, prop = target.split(".")
+                response.setdefault(component, {})[prop] = value
+        return response, len(to_json(body(response)).encode())
+
+    def before(zone: str | None) -> tuple[None, int]:
+        return None, len(to_json(body({"live-content": {"children": whole_page(zone)}})).encode())
+
+    print(f"\n{'live map answer':<34} {'bytes':>9} {'ratio':>6} {'p50 ms':>8} {'ratio':>6} {'cpu ms':>7} {'ratio':>6}"
+          "   (ratios against before; cpu = this process: the dashboard's side, not nx-27017's)")
+    for label, chosen in (("every zone", None), (f"one zone ({zone})", zone)):
+        drawn = answer(chosen, None)[0]["live-drawn"]["data"]
+        rows = []
+        for kind, call, args in (("before: whole page every minute", before, (chosen,)),
+                                 ("now: first answer of a page view", answer, (chosen, None)),
+                                 ("now: refresh (changes only)", answer, (chosen, drawn))):
+            sizes, times, cpu = [], [], []
+            for _ in range(repeat):
+                started, started_cpu = time.perf_counter(), time.process_time()
+                sizes.append(call(*args)[1])
+                times.append(1000 * (time.perf_counter() - started))
+                cpu.append(1000 * (time.process_time() - started_cpu))
+            rows.append((kind, median(sizes), median(times), median(cpu)))
+        print(label)
+        base = rows[0]
+        for kind, size, ms, cpu_ms in rows:
+            print(f"  {kind:<32} {size:>9,.0f} {size / base[1]:>6.3f} {ms:>8.1f} {ms / base[2]:>6.3f} {cpu_ms:>7.1f} "
+                  f"{cpu_ms / base[3]:>6.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_dashboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -307,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         codes = [s["station_code"] for s in sites]
         cases: list[tuple[str, Callable[[], Any]]] = [
             ("live.layout", live.layout),
-            ("live.render (all stations)", lambda: live.render(None, "fill")),
-            ("live.render (one zone)", lambda: live.render(rng.choice(zone_names), rng.choice(list(live.METRICS)))),
+            ("live.refresh (all stations)", lambda: live.refresh(None, "fill", None, None)),
+            ("live.refresh (one zone)", lambda: live.refresh(rng.choice(zone_names), rng.choice(list(live.METRICS)),
+                                                            None, None)),
             ("station.layout (cached)", station.layout),
             ("station.layout (uncached)", lambda: (forget_options(), station.layout())[1]),
             ("station.render", lambda: station.render(rng.choice(codes))),
@@ -341,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nworst p95 {worst:.1f} ms = {worst / TARGET_MS:.2f} x the {TARGET_MS:.0f} ms target; "
               f"load average during the run {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         capacity_before_after(days, zone_names, args.capacity_repeat, rng)
+        live_refresh_table(max(zone_names, key=[s["zone"] for s in sites].count), args.repeat)
     finally:
         print(embedded.stop(mongo, settings))
     return 0

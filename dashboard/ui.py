@@ -58,17 +58,20 @@ def section(title: str, *children: Any) -> html.Section:
     return html.Section([html.H3(title), *children], className="section")
 
 
-def table(table_id: str, rows: Iterable[dict[str, Any]], columns: list[Column], page_size: int = 25) -> Any:
-    """A natively sortable table of `rows` showing `columns`; numeric columns sort as numbers, failures stand out."""
+def table(table_id: str, rows: Iterable[dict[str, Any]], columns: list[Column], page_size: int = 25,
+          numeric: Sequence[str] = ()) -> Any:
+    """A natively sortable table of `rows` showing `columns`; numeric columns (those of `numeric`, and those whose
+    values are all numbers) sort as numbers, failures stand out."""
     data = [{field: row.get(field) for field, _ in columns} for row in rows]
 
-    def numeric(field: str) -> bool:
+    def numbers(field: str) -> bool:
         values = [r[field] for r in data if r[field] is not None]
-        return bool(values) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        return field in numeric or bool(values) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                                         for v in values)
 
     return dash_table.DataTable(
         id=table_id,
-        columns=[{"id": field, "name": header, "type": "numeric" if numeric(field) else "text"}
+        columns=[{"id": field, "name": header, "type": "numeric" if numbers(field) else "text"}
                  for field, header in columns],
         data=data,
         sort_action="native",

@@ -33,7 +33,7 @@ from contracts_check import declared_indexes, server_indexes
 from dashboard_seed import seed
 from pymongo import MongoClient, monitoring
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -243,7 +243,8 @@ def click_zone(driver: webdriver.Chrome, zone: str) -> None:
 def test_live_map_draws_zones_stations_and_selects_a_zone(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:
     stations = list(seeded["data"].velib_live_station.find())
     placed = [d for d in stations if d.get("lat") is not None]
-    open_page(browser, seeded["url"] + "/", "#live-map .js-plotly-plot")
+    browser.get_log("performance")  # drop what earlier pages logged: the answers below are this page's
+    open_page(browser, seeded["url"] + "/", "#live-stations")
 
     def totals(docs: list[dict[str, Any]]) -> dict[str, str]:
         latest = [d["latest"] for d in docs]
@@ -287,6 +288,7 @@ def test_live_map_draws_zones_stations_and_selects_a_zone(seeded: dict[str, Any]
                      and d["latest"]["is_renting"]}
     assert len(table(browser, "live-table")) == min(15, len(stations))
     screenshot(browser, "live-map")
+    assert_refresh_sends_what_changed(seeded, browser, placed, totals, markers)
 
     # another metric recolours the zones
     before = {t["name"]: t["fillcolor"] for t in traces if t["kind"] == "zone"}
@@ -315,10 +317,117 @@ def test_live_map_draws_zones_stations_and_selects_a_zone(seeded: dict[str, Any]
     wait_text(browser, "live-stations", str(len(in_other)))
     assert sorted(markers()) == sorted(d["_id"] for d in in_other)
 
-    open_page(browser, seeded["url"] + "/?zone=%24where&metric=x", "#live-map .js-plotly-plot")
+    open_page(browser, seeded["url"] + "/?zone=%24where&metric=x", "#live-stations")
     warnings = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".notice.invalid")]
     assert any("unknown zone" in w for w in warnings) and any("unknown metric" in w for w in warnings)
     assert text_of(browser, "live-stations") == str(len(stations))
+
+
+def live_answers(driver: webdriver.Chrome) -> list[dict[str, Any]]:
+    """The live map callback's answers logged since the last call (Chrome's performance log), oldest first: the
+    bytes received and the parsed body."""
+    messages = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
+    asked = [m["params"]["requestId"] for m in messages if m["method"] == "Network.requestWillBeSent"
+             and "live-drawn" in m["params"]["request"].get("postData", "")]
+    received = {m["params"]["requestId"]: m["params"]["encodedDataLength"] for m in messages
+                if m["method"] == "Network.loadingFinished"}
+    return [{"bytes": received[request], "body": json.loads(driver.execute_cdp_cmd(
+        "Network.getResponseBody", {"requestId": request})["body"])["response"]} for request in asked]
+
+
+def lists_of(value: Any) -> set[str]:
+    """The keys of the lists held by the dicts nested in `value`."""
+    if isinstance(value, dict):
+        return {k for k, v in value.items() if isinstance(v, list)}.union(*map(lists_of, value.values()))
+    return set().union(*map(lists_of, value)) if isinstance(value, list) else set()
+
+
+def assert_refresh_sends_what_changed(seeded: dict[str, Any], browser: webdriver.Chrome,
+                                      placed: list[dict[str, Any]], totals: Any, markers: Any) -> None:
+    """The minute's refresh (the interval's tick, fired now) draws a station's new snapshot, and its answer carries
+    the zones' values and the stations' counts but not one outline point: a fraction of the page view's first
+    answer."""
+    first = live_answers(browser)[-1]
+    outline_points = sum(len(t["x"]) for t in first["body"]["live-map"]["figure"]["data"]
+                         if t["meta"][0] in ("zone", "outline"))
+    assert outline_points > 0
+    collection = seeded["data"].velib_live_station
+    station = max((d for d in placed if d["latest"]["is_installed"] and d["latest"]["is_renting"]),
+                  key=lambda d: d["latest"]["bikes"])
+    try:
+        collection.update_one({"_id": station["_id"]}, {"$set": {
+            "latest.bikes": 0, "latest.mechanical": 0, "latest.ebike": 0}})
+        now = [collection.find_one({"_id": d["_id"]}) for d in placed]
+        browser.execute_script("window.dash_clientside.set_props('live-interval', {n_intervals: 1});")
+        WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException]).until(
+            lambda d: text_of(d, "live-bikes") == totals(now)["live-bikes"])
+        assert {key: text_of(browser, key) for key in totals(now)} == totals(now)
+        drawn = markers()
+        assert drawn[station["_id"]][3:8] == ["No bike", 0, 0, 0, station["latest"]["docks_free"]]
+        assert {code: point[4] for code, point in drawn.items()} == {d["_id"]: d["latest"]["bikes"] for d in now}
+        zone_text = next(t["text"] for t in map_traces(browser) if t["kind"] == "zone" and t["name"] == station["zone"])
+        in_zone = [d for d in now if d["zone"] == station["zone"]]
+        ratio = min(1.0, sum(d["latest"]["bikes"] for d in in_zone) / sum(d["capacity"] for d in in_zone))
+        assert f"Fill ratio (bikes / capacity): {100 * ratio:.0f}%" in zone_text
+        assert browser.execute_script(  # every zone still drawn filled, from the outlines of the first answer
+            "return Array.from(document.querySelectorAll('#live-map path.js-fill')).filter(p => p.getAttribute('d')"
+            ".length > 10).length") == len({d["zone"] for d in placed})
+        refresh = live_answers(browser)[-1]
+        assert "live-map" not in refresh["body"]  # the figure is not sent again, only its changes
+        assert not {"x", "y"} & lists_of(refresh["body"])  # not one outline point, nor a station's position
+        print(f"live map answers: first {first['bytes']:,} bytes, refresh {refresh['bytes']:,} bytes")
+        assert refresh["bytes"] < first["bytes"] / 4
+    finally:
+        collection.update_one({"_id": station["_id"]}, {"$set": {"latest": station["latest"]}})
+
+
+def test_live_refresh_sends_the_whole_figure_again_once_a_station_moved(seeded: dict[str, Any],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through Dash's endpoint (Flask test client): a refresh of the frame drawn answers with each station's counts,
+    as in the database, and no figure; once a station moved, the browser's markers would be at the wrong place, so
+    the refresh answers with the whole figure, the station at its new position."""
+    from dashboard import store
+    from dashboard.app import app
+
+    for key, value in seeded["env"].items():
+        monkeypatch.setenv(key, value)
+    store.current.cache_clear()
+    client = app.server.test_client()
+    assert client.get("/").status_code == 200
+    output = next(key for key in app.callback_map if "live-map.figure" in key)
+
+    def answer(drawn: str | None) -> dict[str, Any]:
+        values = {"live-zone": None, "live-metric": "fill", "live-interval": 1}
+        spec = app.callback_map[output]
+        payload = {"output": output, "outputs": [dict(zip(("id", "property"), o.split("."), strict=True))
+                                                 for o in output.strip(".").split("...")],
+                   "inputs": [{**i, "value": values[i["id"]]} for i in spec["inputs"]],
+                   "changedPropIds": ["live-interval.n_intervals"],
+                   "state": [{**s, "value": drawn} for s in spec["state"]]}
+        response = client.post("/_dash-update-component", json=payload)
+        assert response.status_code == 200, response.get_data(as_text=True)[:500]
+        return response.get_json()["response"]
+
+    collection = seeded["data"].velib_live_station
+    station = collection.find_one({"lat": {"$ne": None}})
+    try:
+        first = answer(None)
+        drawn = first["live-drawn"]["data"]
+        refresh = answer(drawn)
+        assert "live-map" not in refresh and "live-drawn" not in refresh
+        counts = {row[0]: row[1:5] for _, trace in refresh["live-moved"]["data"]["traces"]
+                  for row in trace.get("rows", [])}
+        assert counts == {d["_id"]: [d["latest"][k] for k in ("bikes", "mechanical", "ebike", "docks_free")]
+                          for d in collection.find({"lat": {"$ne": None}})}
+        collection.update_one({"_id": station["_id"]}, {"$set": {"lat": station["lat"] + 0.001}})
+        again = answer(drawn)
+        assert again["live-drawn"]["data"] != drawn and "live-moved" not in again
+        placed = {c[1]: y for t in again["live-map"]["figure"]["data"] if t["meta"][0] == "stations"
+                  for c, y in zip(t["customdata"], t["y"], strict=True)}
+        assert placed[station["_id"]] == station["lat"] + 0.001
+    finally:
+        collection.update_one({"_id": station["_id"]}, {"$set": {"lat": station["lat"]}})
+        store.current.cache_clear()
 
 
 def test_station_page_history_live_and_prediction(seeded: dict[str, Any], browser: webdriver.Chrome) -> None:

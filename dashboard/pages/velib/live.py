@@ -5,10 +5,18 @@ The map is drawn offline: plain Plotly scatter traces on (lon, lat) with the lat
 outlines as filled polygons (`outlines.py`). No tile server, no topojson, no font is fetched: the dashboard must
 work with no internet access. A zone is drawn filled when stations stand in it (their `zone`, assigned by the
 pipeline from the same boundaries), as an outline when it only lies in the view.
+
+The minute refresh sends only what moves: the browser keeps the figure it drew, and when the map's frame (its
+layout, the zones it outlines, the stations with their name, zone, capacity and position) is the one already drawn,
+the callback answers with the zones' colours and hover texts, the colour bar, and per station its code, state, counts
+and update time, which assets/map.js merges into the figure. The outline points and the stations' fixed details go
+once per page view, and again only when the frame changes (another zone chosen, a station added, moved or renamed).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from dashboard import store, ui
 from dashboard.pages.velib import outlines
@@ -88,10 +96,21 @@ def state(station: dict[str, Any]) -> str:
     return "few" if now["bikes"] <= 2 else "ok"
 
 
+# The station table's columns, filled in the browser from the markers' customdata (`details`, assets/map.js): a
+# refresh sends each station once.
+TABLE_COLUMNS = [("name", "Station"), ("station_code", "Code"), ("zone", "Zone"), ("state", "State"),
+                 ("bikes", "Bikes"), ("mechanical", "Mechanical"), ("ebike", "E-bikes"), ("docks_free", "Free docks"),
+                 ("capacity", "Capacity"), ("updated", "Updated")]
+COUNTED = ("bikes", "mechanical", "ebike", "docks_free")
+
+
 STATION_HOVER = ("<b>%{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]} · %{customdata[3]}<br>"
                  "Bikes: %{customdata[4]} (%{customdata[5]} mechanical / %{customdata[6]} e-bike)<br>"
                  "Free docks: %{customdata[7]} · capacity %{customdata[8]}<br>"
                  "Updated %{customdata[9]} (%{customdata[10]} ago)<extra></extra>")
+# A marker's customdata: where its state's label is (also its trace's meta[2]), and what else a refresh sends of it
+# (counts, update time and age); the rest does not move.
+STATE_AT, MOVING = 3, (4, 5, 6, 7, 9, 10)
 
 
 @ui.guarded
@@ -117,7 +136,17 @@ def layout(zone: str | None = None, metric: str | None = None, **_query: str) ->
                          value=metric or DEFAULT_METRIC, clearable=False),
         ], className="controls wide"),
         dcc.Interval(id="live-interval", interval=REFRESH_MS),
-        dcc.Loading(html.Div(id="live-content")),
+        dcc.Store(id="live-drawn"),  # the frame of the figure the browser holds (see `frame`)
+        dcc.Store(id="live-moved"),  # a refresh's changes to it (see `changes`)
+        dcc.Loading(html.Div([
+            html.Div(id="live-summary"),  # the totals, or the notice that replaces the page
+            html.Div([  # hidden until the first answer, and while the answer is a notice
+                dcc.Graph(id="live-map", config={"displaylogo": False, "scrollZoom": True}),
+                html.Section([html.H3(id="live-list-title"),
+                              ui.table("live-table", [], TABLE_COLUMNS, page_size=15, numeric=(*COUNTED, "capacity"))],
+                             className="section"),
+            ], id="live-shown", hidden=True),
+        ])),
     ])
 
 
@@ -182,6 +211,14 @@ def zone_traces(placed: Stations, metric: Metric, chosen: str | None, view: Box)
     return traces
 
 
+def details(station: dict[str, Any], label: str, now: datetime, tz: Any) -> list[Any]:
+    """A station as its table row shows it (`TABLE_COLUMNS`, in order), then its age: a marker's customdata."""
+    snapshot = latest(station)
+    return [station.get("name"), station.get("station_code"), station.get("zone"), label,
+            *(snapshot.get(k) for k in COUNTED), station.get("capacity"), ui.fmt_time(snapshot.get("reported_at"), tz),
+            ui.fmt_age(snapshot.get("reported_at"), now)]
+
+
 def station_traces(stations: Stations, now: datetime, tz: Any, size: int) -> list[dict[str, Any]]:
     """One marker trace per station state (the legend toggles them)."""
     by_state: dict[str, Stations] = defaultdict(list)
@@ -190,14 +227,11 @@ def station_traces(stations: Stations, now: datetime, tz: Any, size: int) -> lis
     traces = []
     for key, (label, colour) in STATES.items():
         members = by_state.get(key, [])
-        customdata = [[s.get("name"), s.get("station_code"), s.get("zone"), label, latest(s).get("bikes"),
-                       latest(s).get("mechanical"), latest(s).get("ebike"), latest(s).get("docks_free"),
-                       s.get("capacity"), ui.fmt_time(latest(s).get("reported_at"), tz),
-                       ui.fmt_age(latest(s).get("reported_at"), now)] for s in members]
         traces.append({"type": "scatter", "mode": "markers", "name": f"{label} ({len(members)})",
-                       "meta": ["stations", key], "x": [s["lon"] for s in members], "y": [s["lat"] for s in members],
+                       "meta": ["stations", key, label],
+                       "x": [s["lon"] for s in members], "y": [s["lat"] for s in members],
                        "marker": {"size": size, "color": colour, "line": {"width": 0.7, "color": "#333"}},
-                       "customdata": customdata, "hovertemplate": STATION_HOVER})
+                       "customdata": [details(s, label, now, tz) for s in members], "hovertemplate": STATION_HOVER})
     return traces
 
 
@@ -222,23 +256,18 @@ def figure(stations: Stations, zone: str | None, metric: Metric, now: datetime, 
     }
 
 
-TABLE_COLUMNS = [("name", "Station"), ("station_code", "Code"), ("zone", "Zone"), ("state", "State"),
-                 ("bikes", "Bikes"), ("mechanical", "Mechanical"), ("ebike", "E-bikes"), ("docks_free", "Free docks"),
-                 ("capacity", "Capacity"), ("updated", "Updated")]
+@dataclass(frozen=True)
+class View:
+    """What the page shows of the live stations: the totals, the map's figure, the title of the station table (the
+    browser fills the table from the figure's markers)."""
 
-
-COUNTED = ("bikes", "mechanical", "ebike", "docks_free")
-
-
-def table_rows(stations: Stations, tz: Any) -> list[dict[str, Any]]:
-    return [{"name": s.get("name"), "station_code": s.get("station_code"), "zone": s.get("zone"),
-             "state": STATES[state(s)][0], **{k: latest(s).get(k) for k in COUNTED},
-             "capacity": s.get("capacity"), "updated": ui.fmt_time(latest(s).get("reported_at"), tz)}
-            for s in sorted(stations, key=lambda s: (str(s.get("name") or ""), s.get("station_code") or ""))]
+    summary: html.Div
+    figure: dict[str, Any]
+    title: str
 
 
 @ui.guarded
-def render(zone: str | None, metric: str | None, _tick: int | None = None) -> list[Any]:
+def render(zone: str | None, metric: str | None) -> View:
     s = store.current()
     if metric not in METRICS:
         raise InvalidInput(f"unknown metric {str(metric)[:40]!r}")
@@ -261,15 +290,60 @@ def render(zone: str | None, metric: str | None, _tick: int | None = None) -> li
         ui.stat("Full", sum(1 for x in map(latest, chosen) if x.get("docks_free") == 0), "live-full"),
         ui.stat("Newest snapshot", f"{ui.fmt_age(newest, now)} ago", "live-age"),
     ], className="stats")
-    return [summary,
-            dcc.Graph(id="live-map", figure=figure(stations, zone, METRICS[metric], now, tz),
-                      config={"displaylogo": False, "scrollZoom": True}),
-            ui.section(f"Stations of {zone}" if zone else "All stations",
-                       ui.table("live-table", table_rows(chosen, tz), TABLE_COLUMNS, page_size=15))]
+    return View(summary, figure(stations, zone, METRICS[metric], now, tz),
+                f"Stations of {zone}" if zone else "All stations")
 
 
-callback(Output("live-content", "children"), Input("live-zone", "value"), Input("live-metric", "value"),
-         Input("live-interval", "n_intervals"))(render)
+def frame(fig: dict[str, Any]) -> str:
+    """A digest of what a refresh does not send: the layout (view, chosen zone), the kind and name of every zone
+    trace in order, and each station's position and fixed details (name, code, zone, capacity)."""
+    zones = [(t["meta"][0], t.get("name")) for t in fig["data"] if t["meta"][0] != "stations"]
+    fixed = sorted(([x, y, *(d for i, d in enumerate(details) if i != STATE_AT and i not in MOVING)]
+                    for t in fig["data"] if t["meta"][0] == "stations"
+                    for details, x, y in zip(t["customdata"], t["x"], t["y"], strict=True)), key=str)
+    return hashlib.sha1(json.dumps([fig["layout"], zones, fixed], default=str).encode()).hexdigest()[:16]
+
+
+def changes(fig: dict[str, Any]) -> dict[str, Any]:
+    """What a refresh sends of `fig` to a browser holding a figure of the same frame: per filled zone its trace
+    index, colour and hover text; the colour bar (the scale trace's marker); each station trace without its points,
+    and per station its code then its `MOVING` details. assets/map.js (`refreshMap`) takes the rest from the figure
+    it holds."""
+    zones, traces = [], []
+    for index, trace in enumerate(fig["data"]):
+        kind = trace["meta"][0]
+        if kind == "zone":
+            zones.append([index, trace["fillcolor"], trace["text"]])
+        elif kind == "scale":
+            traces.append([index, {"marker": trace["marker"]}])
+        elif kind == "stations":
+            rows = [[d[1], *(d[i] for i in MOVING)] for d in trace["customdata"]]
+            traces.append([index, {**{k: v for k, v in trace.items() if k not in ("x", "y", "customdata")},
+                                   "rows": rows}])
+    return {"state_at": STATE_AT, "moving": MOVING, "zones": zones, "traces": traces}
+
+
+@callback(Output("live-summary", "children"), Output("live-map", "figure"), Output("live-drawn", "data"),
+          Output("live-moved", "data"), Output("live-list-title", "children"), Output("live-shown", "hidden"),
+          Input("live-zone", "value"), Input("live-metric", "value"), Input("live-interval", "n_intervals"),
+          State("live-drawn", "data"))
+def refresh(zone: str | None, metric: str | None, _tick: int | None, drawn: str | None) -> tuple[Any, ...]:
+    """The page's answer to a zone or metric choice and to every minute: the whole figure when the browser holds
+    none of this frame, else only its changes."""
+    view = render(zone, metric)
+    if not isinstance(view, View):  # a notice (no data, invalid input, MongoDB down) in place of the whole page
+        return view, {}, None, no_update, "", True
+    now_drawn = frame(view.figure)
+    if drawn == now_drawn:
+        return view.summary, no_update, no_update, {**changes(view.figure), "frame": drawn}, view.title, False
+    return view.summary, view.figure, now_drawn, no_update, view.title, False
+
+
+clientside_callback(ClientsideFunction("cronlake", "refreshMap"), Output("live-map", "figure", allow_duplicate=True),
+                    Input("live-moved", "data"), State("live-map", "figure"), State("live-drawn", "data"),
+                    prevent_initial_call=True)
+clientside_callback(ClientsideFunction("cronlake", "stationRows"), Output("live-table", "data"),
+                    Input("live-map", "figure"), State("live-table", "columns"))
 
 # A click on a zone (or on a station, for its zone) selects it in the dropdown, in the browser (assets/map.js).
 clientside_callback(ClientsideFunction("cronlake", "zoneOfClick"), Output("live-zone", "value"),
