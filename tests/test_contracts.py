@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cronlake.contracts import retail, velib
-from cronlake.core.contracts import Field, RecordError, RecordType
+from cronlake.core.contracts import Collection, Field, RecordError, RecordType
 
 SAMPLE = RecordType("sample", (
     Field("code", non_empty=True), Field("label"), Field("count", "int", minimum=0), Field("total", "long"),
@@ -71,3 +71,13 @@ def test_collections_hold_their_key_and_index_fields() -> None:
         named = set(collection.fields) | {"_id"}
         assert set(collection.key) <= named, collection.name
         assert {f.removeprefix("-") for fields in collection.indexes for f in fields} <= named, collection.name
+
+
+def test_an_index_that_repeats_the_unique_key_is_refused() -> None:
+    """Real MongoDB refuses a second index on the unique key's fields with other options (nx-27017 lets it pass
+    silently), so a contract declaring one would fail its writer only in the compose deployment."""
+    with pytest.raises(ValueError, match="repeats the unique key"):
+        Collection("visits", key=("site", "day"), fields=("site", "day", "hits"), produced_by="a job",
+                   indexes=(("site", "-day"),))
+    assert Collection("visits", key=("site", "day"), fields=("site", "day", "hits"), produced_by="a job",
+                      indexes=(("day",),)).indexes == (("day",),)

@@ -60,11 +60,10 @@ SESSIONS = Dataset("retail_log_sessions", (
 HOURLY = Collection("retail_traffic_hourly", key=("site", "hour"), produced_by="retail_logs",
                     fields=("site", "hour", "day", "hits", "unique_clients", "bot_hits", "bot_share", "status_2xx",
                             "status_3xx", "status_4xx", "status_5xx", "error_rate", "bytes", "lineage_run"),
-                    indexes=(("site", "hour"), ("day",)))
+                    indexes=(("day",),))
 TOP_PAGES = Collection("retail_top_pages", key=("site", "day", "page_type", "item_id"), produced_by="retail_logs",
                        fields=("site", "day", "page_type", "item_id", "hits", "unique_clients", "lineage_run"),
                        indexes=(("site", "day", "-hits"),))
 SESSION_SUMMARY = Collection("retail_sessions_daily", key=("site", "day"), produced_by="retail_logs",
                              fields=("site", "day", "sessions", "human_sessions", "median_duration_seconds",
-                                     "pages_per_session", "bounce_rate", "lineage_run"),
-                             indexes=(("site", "day"),))
+                                     "pages_per_session", "bounce_rate", "lineage_run"))

@@ -231,5 +231,12 @@ class Collection:
     database: str = "data"
     id_order: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        for fields in self.indexes:
+            if tuple(name.removeprefix("-") for name in fields) == self.key:
+                # MongoDB refuses a second index on the same keys with other options ("already exists with
+                # different options"), and the unique key index already serves these reads.
+                raise ValueError(f"{self.name}: index {fields} repeats the unique key {self.key}")
+
     def document_id(self, document: Mapping[str, Any]) -> str:
         return "|".join(str(document[k]) for k in (self.id_order or self.key))
