@@ -1,5 +1,6 @@
 """Shared pieces of the retail job benchmarks: a throwaway embedded stack with its own lake, running a job the way
-a user does (a `cronlake.ops.run` subprocess, timed), and the line that says what machine the numbers come from.
+a user does (a `cronlake.ops.run` subprocess, timed) or in this process on a fresh lake (timed apart from the Spark
+session's start), and the line that says what machine the numbers come from.
 
 Imported by the `bench/bench_*.py` scripts that run from the checkout (`python bench/bench_x.py`): it puts the
 checkout first on `sys.path`, so the scripts import cronlake as it is there.
@@ -22,6 +23,7 @@ DATA = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
 from cronlake.core import settings as settings_module  # noqa: E402
+from cronlake.core.jobs import Job  # noqa: E402
 from cronlake.ops import embedded  # noqa: E402
 
 
@@ -39,6 +41,32 @@ def throwaway_stack(prefix: str, master: str) -> Iterator[tuple[Path, dict[str, 
     finally:
         embedded.down(stack)
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextmanager
+def in_process_stack(prefix: str) -> Iterator[Path]:
+    """`throwaway_stack` on the settings' Spark master, its settings made this process's environment, so that jobs
+    run here (`run_in_process`) use it; yields the work folder."""
+    with throwaway_stack(prefix, settings_module.load().spark_master) as (work, env):
+        os.environ.update(env)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        yield work
+
+
+def run_in_process(job: Job, folder: Path, name: str, landing_file: str, data: bytes) -> float:
+    """Land `data` as `landing_file` (a lake path under `landing/`) in a lake of its own, `folder/name`, with its
+    own state folder and MongoDB databases, point this process's settings at them, and run `job` here; returns its
+    wall seconds."""
+    lake = folder / name
+    target = lake / landing_file
+    target.parent.mkdir(parents=True)
+    target.write_bytes(data)
+    os.environ.update({"CRONLAKE_LAKE_ROOT": lake.as_uri(), "CRONLAKE_STATE_DIR": str(folder / f"state-{name}"),
+                       "CRONLAKE_MONGO_DB": f"bench_{name}", "CRONLAKE_MONGO_OPS_DB": f"bench_{name}_ops"})
+    started = time.perf_counter()
+    if job.main([]) != 0:
+        raise SystemExit(f"{job.name} failed")
+    return time.perf_counter() - started
 
 
 def run_job(job: str, env: dict[str, str]) -> float:

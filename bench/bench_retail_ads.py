@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _common import DATA, in_process_stack, run_in_process
 
-from cronlake.contracts.retail_ads import AD_EVENT, AGES, GENDERS, PERFORMANCE  # noqa: E402
-from cronlake.core.kafka_landing import parse_message  # noqa: E402
-from ingest.retail.ads_replay import event, read_rows  # noqa: E402
+from cronlake.contracts.retail_ads import AD_EVENT, AGES, GENDERS, PERFORMANCE
+from cronlake.core.kafka_landing import parse_message
+from ingest.retail.ads_replay import event, read_rows
 
-KAG = REPO.parent / "shared" / "data" / "ads" / "kag_conversion_data_rows_0001-0800.csv"
+KAG = DATA / "ads" / "kag_conversion_data_rows_0001-0800.csv"
 GROUPS = """
     SELECT 'all' AS campaign, 'total' AS dimension, 'all' AS value, * FROM ads
     UNION ALL SELECT CAST(xyz_campaign_id AS VARCHAR), 'total', 'all', * FROM ads
@@ -83,15 +80,8 @@ def run_job(folder: Path, lines: list[str], name: str) -> tuple[float, dict[str,
     from cronlake.core.mongo import data_db
     from process.retail import ads as retail_ads
 
-    lake = folder / name
-    landing = lake / "landing" / "ads"
-    landing.mkdir(parents=True)
-    (landing / f"ads_{name}.jsonl").write_text("\n".join(lines) + "\n")
-    os.environ.update({"CRONLAKE_LAKE_ROOT": lake.as_uri(), "CRONLAKE_STATE_DIR": str(folder / f"state-{name}"),
-                       "CRONLAKE_MONGO_DB": f"bench_{name}", "CRONLAKE_MONGO_OPS_DB": f"bench_{name}_ops"})
-    started = time.perf_counter()
-    assert retail_ads.JOB.main([]) == 0
-    seconds = time.perf_counter() - started
+    seconds = run_in_process(retail_ads.JOB, folder, name, f"landing/ads/ads_{name}.jsonl",
+                             ("\n".join(lines) + "\n").encode())
     settings = settings_module.load()
     collection = data_db(settings)[PERFORMANCE.name]
     total = collection.find_one({"campaign": "all", "dimension": "total"})
@@ -106,36 +96,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     from cronlake.core import settings as settings_module
-    from cronlake.ops import embedded
 
     print(f"{'input':<34} {'ads':>8} {'job s':>7} {'duckdb s':>9} {'job/duckdb':>10}  ads job/db  groups job/db"
           "  clicks job/db", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-ads-") as tmp:
-        folder = Path(tmp)
-        os.environ.update(embedded.throwaway_stack_env(folder / "stack"))
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        embedded.up(settings_module.load())
-        try:
-            started = time.perf_counter()
-            from cronlake.core.spark import get_session
+    with in_process_stack("bench-ads-") as folder:
+        started = time.perf_counter()
+        from cronlake.core.spark import get_session
 
-            get_session(settings_module.load(), "bench-retail-ads")
-            print(f"(Spark session start, not counted in the job seconds: {time.perf_counter() - started:.1f} s)",
-                  flush=True)
-            for label, scale in (("real KAG rows", 1), (f"resampled real rows x{args.scale}", args.scale)):
-                lines = landing_lines(scale, args.seed)
-                name = f"x{scale}"
-                path = folder / f"{name}.jsonl"
-                path.write_text("\n".join(lines) + "\n")
-                started = time.perf_counter()
-                want = baseline(path)
-                duck_seconds = time.perf_counter() - started
-                job_seconds, got = run_job(folder, lines, name)
-                print(f"{label:<34} {len(lines):>8} {job_seconds:>7.1f} {duck_seconds:>9.2f} "
-                      f"{job_seconds / duck_seconds:>10.1f}  {got['ads']}/{want['ads']}  "
-                      f"{got['groups']}/{want['groups']}  {got['clicks']}/{want['clicks']}", flush=True)
-        finally:
-            embedded.down(settings_module.load())
+        get_session(settings_module.load(), "bench-retail-ads")
+        print(f"(Spark session start, not counted in the job seconds: {time.perf_counter() - started:.1f} s)",
+              flush=True)
+        for label, scale in (("real KAG rows", 1), (f"resampled real rows x{args.scale}", args.scale)):
+            lines = landing_lines(scale, args.seed)
+            name = f"x{scale}"
+            path = folder / f"{name}.jsonl"
+            path.write_text("\n".join(lines) + "\n")
+            started = time.perf_counter()
+            want = baseline(path)
+            duck_seconds = time.perf_counter() - started
+            job_seconds, got = run_job(folder, lines, name)
+            print(f"{label:<34} {len(lines):>8} {job_seconds:>7.1f} {duck_seconds:>9.2f} "
+                  f"{job_seconds / duck_seconds:>10.1f}  {got['ads']}/{want['ads']}  "
+                  f"{got['groups']}/{want['groups']}  {got['clicks']}/{want['clicks']}", flush=True)
     return 0
 
 

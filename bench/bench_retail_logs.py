@@ -2,10 +2,10 @@
 lines, 4x by default), against a plain-Python baseline doing the same parse (the same regex), duplicate drop,
 bot flag and sessionisation (sort, then a 30-minute gap loop) in one process, no Spark, no lake, no MongoDB.
 
-The job runs in-process on local[2] with a throwaway embedded MongoDB and a lake in a temporary folder; its
-seconds include claim, Delta versions, quality rules, MongoDB upserts and archive. The scaled copy draws real
-lines with replacement, so it has more exact duplicates than the real file (both sides drop them); hit and
-session counts of job and baseline are printed side by side as a check.
+The job runs in-process on the settings' Spark master (`local[*]`) with a throwaway embedded MongoDB and a lake in a
+temporary folder; its seconds include claim, Delta versions, quality rules, MongoDB upserts and archive. The scaled
+copy draws real lines with replacement, so it has more exact duplicates than the real file (both sides drop them); hit
+and session counts of job and baseline are printed side by side as a check.
 
     python bench/bench_retail_logs.py [--scale 4] [--seed 7]
 """
@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import random
 import re
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _common import DATA, in_process_stack, run_in_process
 
-from cronlake.contracts.retail_logs import BOT_PATTERN, LINE_PATTERN, SESSION_GAP_MINUTES  # noqa: E402
+from cronlake.contracts.retail_logs import BOT_PATTERN, LINE_PATTERN, SESSION_GAP_MINUTES
 
-ZANBIL = REPO.parent / "shared" / "data" / "logs" / "zanbil_nginx_access_2019-01-26_1945-2015.log.gz"
+ZANBIL = DATA / "logs" / "zanbil_nginx_access_2019-01-26_1945-2015.log.gz"
 
 
 def baseline(lines: list[str]) -> dict[str, int]:
@@ -65,15 +62,8 @@ def run_job(folder: Path, lines: list[str], name: str) -> tuple[float, dict[str,
     from cronlake.core.lake import open_lake
     from process.retail import logs as retail_logs
 
-    lake = folder / name
-    landing = lake / "landing" / "weblogs"
-    landing.mkdir(parents=True)
-    (landing / f"zanbil_{name}.log.gz").write_bytes(gzip.compress("\n".join(lines).encode() + b"\n"))
-    os.environ.update({"CRONLAKE_LAKE_ROOT": lake.as_uri(), "CRONLAKE_STATE_DIR": str(folder / f"state-{name}"),
-                       "CRONLAKE_MONGO_DB": f"bench_{name}", "CRONLAKE_MONGO_OPS_DB": f"bench_{name}_ops"})
-    started = time.perf_counter()
-    assert retail_logs.JOB.main([]) == 0
-    seconds = time.perf_counter() - started
+    seconds = run_in_process(retail_logs.JOB, folder, name, f"landing/weblogs/zanbil_{name}.log.gz",
+                             gzip.compress("\n".join(lines).encode() + b"\n"))
     opened = open_lake(settings_module.load())
     hits = HITS.read_arrow(opened)
     return seconds, {"hits": hits.num_rows, "sessions": SESSIONS.read_arrow(opened).num_rows,
@@ -86,30 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=4, help="size of the scaled copy, in copies of the real file")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    from cronlake.core import settings as settings_module
-    from cronlake.ops import embedded
-
     real = gzip.decompress(ZANBIL.read_bytes()).decode("utf-8").splitlines()
     scaled = random.Random(args.seed).choices(real, k=len(real) * args.scale)
     print(f"{'input':<30} {'lines':>8} {'job s':>7} {'python s':>9} {'job/python':>10}  hits job/py"
           "  sessions job/py  bots job/py", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp:
-        folder = Path(tmp)
-        os.environ.update(embedded.throwaway_stack_env(folder / "stack"))
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        embedded.up(settings_module.load())
-        try:
-            for label, lines in (("real zanbil", real), (f"resampled real lines x{args.scale}", scaled)):
-                started = time.perf_counter()
-                want = baseline(lines)
-                python_seconds = time.perf_counter() - started
-                job_seconds, got = run_job(folder, lines, label.split()[0] + str(len(lines)))
-                # Printed as each input finishes: the scaled run can take long on a loaded machine.
-                print(f"{label:<30} {len(lines):>8} {job_seconds:>7.1f} {python_seconds:>9.1f} "
-                      f"{job_seconds / python_seconds:>10.2f}  {got['hits']}/{want['hits']}  "
-                      f"{got['sessions']}/{want['sessions']}  {got['bots']}/{want['bots']}", flush=True)
-        finally:
-            embedded.down(settings_module.load())
+    with in_process_stack("bench-logs-") as folder:
+        for label, lines in (("real zanbil", real), (f"resampled real lines x{args.scale}", scaled)):
+            started = time.perf_counter()
+            want = baseline(lines)
+            python_seconds = time.perf_counter() - started
+            job_seconds, got = run_job(folder, lines, label.split()[0] + str(len(lines)))
+            # Printed as each input finishes: the scaled run can take long on a loaded machine.
+            print(f"{label:<30} {len(lines):>8} {job_seconds:>7.1f} {python_seconds:>9.1f} "
+                  f"{job_seconds / python_seconds:>10.2f}  {got['hits']}/{want['hits']}  "
+                  f"{got['sessions']}/{want['sessions']}  {got['bots']}/{want['bots']}", flush=True)
     return 0
 
 
